@@ -1,0 +1,1 @@
+"""Convert PyTorch StyleGAN checkpoints (NVlabs .pkl, rosinality/StyleKD/CAGAN .pt) without torch."""

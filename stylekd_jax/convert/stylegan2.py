@@ -1,0 +1,420 @@
+"""StyleGAN2 weights from NVlabs pickles and rosinality-style .pt files into Flax variables.
+
+Two steps, so there is one mapping to the Flax layout: rosinality/StyleKD/CAGAN state dicts
+are first renamed to NVlabs names (REFERENCE.md §4), then the NVlabs state dict is turned
+into Flax variables (dense [in, out], conv HWIO, const [4, 4, C]). The architecture is read
+from the tensor shapes (per-layer channels, kernel size, mapping widths) and, for NVlabs
+pickles, from the network objects' attributes (conv_clamp, lr multiplier, mbstd group).
+"""
+
+import dataclasses
+import math
+import re
+from typing import Any
+
+import jax
+import numpy as np
+
+from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig
+from stylekd_jax.convert.torch_files import CheckpointError, PersistentObject, load_torch_file
+
+StateDict = dict[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class Converted:
+    """What a source file held, ready for `checkpoint.save`."""
+
+    source_format: str
+    generator: GeneratorConfig | None
+    discriminator: DiscriminatorConfig | None
+    networks: dict[str, Any]          # 'g_ema' / 'g' / 'd' -> Flax variables
+    notes: list[str]
+
+
+# ---------------------------------------------------------------------------------------
+# NVlabs state dict -> Flax variables
+
+
+def _block_resolutions(sd: StateDict, prefix: str) -> list[int]:
+    found = {int(m.group(1)) for k in sd if (m := re.match(rf"{re.escape(prefix)}b(\d+)\.", k))}
+    return sorted(found)
+
+
+def _fc(sd: StateDict, name: str) -> dict[str, np.ndarray]:
+    out = {"weight": sd[f"{name}.weight"].T}
+    if f"{name}.bias" in sd:
+        out["bias"] = sd[f"{name}.bias"].reshape(-1)
+    return out
+
+
+def _conv(weight: np.ndarray) -> np.ndarray:
+    """[O, I, k, k] -> HWIO."""
+    return np.transpose(weight, (2, 3, 1, 0))
+
+
+def generator_config_from_state_dict(sd: StateDict, **kwargs) -> GeneratorConfig:
+    """Architecture of an NVlabs-named generator state dict (shapes only; kwargs add the rest)."""
+    if any(k.startswith("mapping.embed.") for k in sd):
+        raise CheckpointError("conditional generators (c_dim > 0, mapping.embed.*) are not "
+                              "supported; convert an unconditional StyleGAN2")
+    if "synthesis.input.freqs" in sd or any(re.match(r"synthesis\.L\d+_", k) for k in sd):
+        raise _stylegan3_error()
+    resolutions = _block_resolutions(sd, "synthesis.")
+    if not resolutions or resolutions[0] != 4 or "synthesis.b4.const" not in sd:
+        raise CheckpointError("no StyleGAN2 synthesis network found (expected synthesis.b4.const "
+                              "and blocks synthesis.b8 ...)")
+    channels = [sd["synthesis.b4.const"].shape[0], sd["synthesis.b4.conv1.weight"].shape[0]]
+    for res in resolutions[1:]:
+        channels += [sd[f"synthesis.b{res}.conv0.weight"].shape[0],
+                     sd[f"synthesis.b{res}.conv1.weight"].shape[0]]
+    mapping = []
+    while f"mapping.fc{len(mapping)}.weight" in sd:
+        mapping.append(sd[f"mapping.fc{len(mapping)}.weight"].shape[0])
+    if not mapping:
+        raise CheckpointError("no mapping network found (expected mapping.fc0.weight)")
+    kernel = sd[f"synthesis.b{resolutions[1]}.conv1.weight"].shape[-1] if len(resolutions) > 1 else 3
+    return GeneratorConfig(
+        resolution=resolutions[-1], channels=tuple(channels),
+        z_dim=sd["mapping.fc0.weight"].shape[1], w_dim=mapping[-1],
+        mapping_features=tuple(mapping), kernel_size=kernel,
+        img_channels=sd["synthesis.b4.torgb.weight"].shape[0], **kwargs)
+
+
+def generator_variables(sd: StateDict, cfg: GeneratorConfig) -> dict[str, Any]:
+    """Flax {'params', 'buffers'} from an NVlabs-named generator state dict."""
+    params: dict[str, Any] = {"mapping": {}, "synthesis": {}}
+    buffers: dict[str, Any] = {"mapping": {}, "synthesis": {}}
+    for i in range(len(cfg.mapping_features)):
+        params["mapping"][f"fc{i}"] = _fc(sd, f"mapping.fc{i}")
+    buffers["mapping"]["w_avg"] = sd.get("mapping.w_avg", np.zeros(cfg.w_dim, np.float32))
+    for res in cfg.block_resolutions:
+        block, block_buffers = {}, {}
+        prefix = f"synthesis.b{res}"
+        if res == 4:
+            block["const"] = np.transpose(sd[f"{prefix}.const"], (1, 2, 0))
+        for layer in (["conv1"] if res == 4 else ["conv0", "conv1"]):
+            name = f"{prefix}.{layer}"
+            block[layer] = {"weight": _conv(sd[f"{name}.weight"]), "bias": sd[f"{name}.bias"],
+                            "noise_strength": sd[f"{name}.noise_strength"].reshape(()),
+                            "affine": _fc(sd, f"{name}.affine")}
+            block_buffers[layer] = {"noise_const": sd[f"{name}.noise_const"]}
+        block["torgb"] = {"weight": _conv(sd[f"{prefix}.torgb.weight"]),
+                          "bias": sd[f"{prefix}.torgb.bias"].reshape(-1),
+                          "affine": _fc(sd, f"{prefix}.torgb.affine")}
+        params["synthesis"][f"b{res}"] = block
+        buffers["synthesis"][f"b{res}"] = block_buffers
+    return {"params": params, "buffers": buffers}
+
+
+def discriminator_config_from_state_dict(sd: StateDict, **kwargs) -> DiscriminatorConfig:
+    resolutions = _block_resolutions(sd, "")
+    if not resolutions or resolutions[0] != 4 or "b4.conv.weight" not in sd:
+        raise CheckpointError("no StyleGAN2 discriminator found (expected b4.conv.weight and "
+                              "blocks b8 ... with fromrgb on the top block)")
+    if any(k.startswith("mapping.") for k in sd) or sd["b4.out.weight"].shape[0] != 1:
+        raise CheckpointError("conditional discriminators (c_dim > 0) are not supported")
+    top = resolutions[-1]
+    channels = {res: sd[f"b{res}.conv0.weight"].shape[0] for res in resolutions[1:]}
+    channels[4] = sd["b4.conv.weight"].shape[0]
+    mbstd_channels = sd["b4.conv.weight"].shape[1] - channels[4]
+    kwargs.setdefault("mbstd_num_channels", mbstd_channels)
+    return DiscriminatorConfig(resolution=top, channels=tuple(channels.items()),
+                               img_channels=sd[f"b{top}.fromrgb.weight"].shape[1], **kwargs)
+
+
+def discriminator_variables(sd: StateDict, cfg: DiscriminatorConfig) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for res in range(int(math.log2(cfg.resolution)), 2, -1):
+        res = 2 ** res
+        block = {}
+        names = (["fromrgb"] if res == cfg.resolution else []) + ["conv0", "conv1", "skip"]
+        for layer in names:
+            block[layer] = {"weight": _conv(sd[f"b{res}.{layer}.weight"])}
+            if layer != "skip":
+                block[layer]["bias"] = sd[f"b{res}.{layer}.bias"]
+        params[f"b{res}"] = block
+    params["b4"] = {"conv": {"weight": _conv(sd["b4.conv.weight"]), "bias": sd["b4.conv.bias"]},
+                    "fc": _fc(sd, "b4.fc"), "out": _fc(sd, "b4.out")}
+    return {"params": params}
+
+
+def _check_against_model(variables, expected_shapes, what: str) -> None:
+    """Every converted array must have the shape the Flax model expects, and none may be missing."""
+    got = {jax.tree_util.keystr(p): np.shape(v)
+           for p, v in jax.tree_util.tree_flatten_with_path(variables)[0]}
+    want = {jax.tree_util.keystr(p): tuple(v.shape)
+            for p, v in jax.tree_util.tree_flatten_with_path(expected_shapes)[0]}
+    missing = sorted(set(want) - set(got))
+    wrong = sorted(k for k in set(want) & set(got) if want[k] != got[k])
+    if missing or wrong:
+        detail = [f"missing {k}" for k in missing[:3]] + \
+                 [f"{k} has shape {got[k]}, expected {want[k]}" for k in wrong[:3]]
+        raise CheckpointError(f"the {what} weights do not form a StyleGAN2: " + "; ".join(detail))
+
+
+def build_generator(sd: StateDict, **cfg_kwargs) -> tuple[GeneratorConfig, dict]:
+    from stylekd_jax.networks import Generator
+    cfg = _config_or_error(generator_config_from_state_dict, sd, "generator", **cfg_kwargs)
+    variables = _variables_or_error(generator_variables, sd, cfg, "generator")
+    z = jax.ShapeDtypeStruct((1, cfg.z_dim), np.float32)
+    shapes = jax.eval_shape(lambda z: Generator(cfg).init(
+        {"params": jax.random.PRNGKey(0), "noise": jax.random.PRNGKey(0)}, z), z)
+    _check_against_model(variables, shapes, "generator")
+    return cfg, jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), variables)
+
+
+def build_discriminator(sd: StateDict, **cfg_kwargs) -> tuple[DiscriminatorConfig, dict]:
+    from stylekd_jax.networks import Discriminator
+    cfg = _config_or_error(discriminator_config_from_state_dict, sd, "discriminator", **cfg_kwargs)
+    variables = _variables_or_error(discriminator_variables, sd, cfg, "discriminator")
+    batch = max(cfg.mbstd_group_size, 1)
+    img = jax.ShapeDtypeStruct((batch, cfg.resolution, cfg.resolution, cfg.img_channels), np.float32)
+    shapes = jax.eval_shape(lambda x: Discriminator(cfg).init(jax.random.PRNGKey(0), x), img)
+    _check_against_model(variables, shapes, "discriminator")
+    return cfg, jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), variables)
+
+
+def _config_or_error(fn, sd, what, **kwargs):
+    try:
+        return fn(sd, **kwargs)
+    except KeyError as e:
+        raise CheckpointError(f"the {what} weights do not form a StyleGAN2: missing {e}") from None
+    except ValueError as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"the {what} weights do not form a StyleGAN2: {e}") from None
+
+
+def _variables_or_error(fn, sd, cfg, what):
+    try:
+        return fn(sd, cfg)
+    except KeyError as e:
+        raise CheckpointError(f"the {what} weights do not form a StyleGAN2: missing {e}") from None
+
+
+def _stylegan3_error() -> CheckpointError:
+    return CheckpointError("this is a StyleGAN3 (alias-free) network, which the converter does "
+                           "not support yet; only StyleGAN2 generators can be converted")
+
+
+# ---------------------------------------------------------------------------------------
+# NVlabs pickles
+
+
+def _nvlabs_generator_kwargs(G: PersistentObject) -> dict[str, Any]:
+    """conv_clamp, mapping lr multiplier and w_avg_beta from the network objects' attributes."""
+    kwargs = G.init_kwargs
+    synthesis_kwargs = kwargs.get("synthesis_kwargs", kwargs)  # ada nests, stylegan3 repo is flat
+    mapping_kwargs = kwargs.get("mapping_kwargs", {})
+    architecture = synthesis_kwargs.get("architecture", "skip")
+    if architecture != "skip":
+        raise CheckpointError(f"generator architecture {architecture!r} is not supported; "
+                              f"only the StyleGAN2 default 'skip' generator can be converted")
+    mapping = G.modules.get("mapping")
+    fc0 = mapping.modules.get("fc0") if mapping is not None else None
+    lr = fc0.attr("bias_gain") if fc0 is not None else None
+    beta = mapping.attr("w_avg_beta") if mapping is not None else None
+    clamp = synthesis_kwargs.get("conv_clamp")
+    out = {"conv_clamp": float(clamp) if clamp is not None else None,
+           "mapping_lr_multiplier": float(lr if lr is not None else mapping_kwargs.get("lr_multiplier", 0.01))}
+    if beta is not None:
+        out["w_avg_beta"] = float(beta)
+    return out
+
+
+def _nvlabs_discriminator_kwargs(D: PersistentObject) -> dict[str, Any]:
+    kwargs = D.init_kwargs
+    architecture = kwargs.get("architecture", "resnet")
+    if architecture != "resnet":
+        raise CheckpointError(f"discriminator architecture {architecture!r} is not supported; "
+                              f"only the StyleGAN2 default 'resnet' discriminator can be converted")
+    out: dict[str, Any] = {}
+    clamp = kwargs.get("conv_clamp")
+    out["conv_clamp"] = float(clamp) if clamp is not None else None
+    epilogue = D.modules.get("b4")
+    mbstd = epilogue.modules.get("mbstd") if epilogue is not None else None
+    if mbstd is not None:
+        group = mbstd.attr("group_size")
+        out["mbstd_group_size"] = int(group) if group is not None else 0
+        out["mbstd_num_channels"] = int(mbstd.attr("num_channels", 1))
+    return out
+
+
+def from_nvlabs(obj: Any) -> Converted:
+    if isinstance(obj, tuple):
+        raise CheckpointError("this is a TensorFlow-era (G, D, Gs) pickle; convert it to the "
+                              "PyTorch format first with NVlabs stylegan2-ada-pytorch legacy.py")
+    networks, notes = {}, []
+    g_cfg = d_cfg = None
+    for key, name in (("G_ema", "g_ema"), ("G", "g")):
+        net = obj.get(key)
+        if net is None:
+            continue
+        if not isinstance(net, PersistentObject):
+            raise CheckpointError(f"{key} is not an NVlabs network object")
+        if _is_stylegan3(net):
+            raise _stylegan3_error()
+        if int(net.init_kwargs.get("c_dim", 0) or 0) > 0:
+            raise CheckpointError("conditional generators (c_dim > 0) are not supported; "
+                                  "convert an unconditional StyleGAN2")
+        g_cfg, networks[name] = build_generator(net.state_dict(), **_nvlabs_generator_kwargs(net))
+    D = obj.get("D")
+    if isinstance(D, PersistentObject):
+        if int(D.init_kwargs.get("c_dim", 0) or 0) > 0:
+            raise CheckpointError("conditional discriminators (c_dim > 0) are not supported")
+        d_cfg, networks["d"] = build_discriminator(D.state_dict(), **_nvlabs_discriminator_kwargs(D))
+    if not networks:
+        raise CheckpointError(f"no networks found; an NVlabs pickle holds G, D and G_ema, "
+                              f"this one holds {sorted(obj)}")
+    if "g_ema" not in networks:
+        notes.append("no G_ema in the file: G is used for sampling")
+    return Converted("nvlabs-pickle", g_cfg, d_cfg, networks, notes)
+
+
+def _is_stylegan3(net: PersistentObject) -> bool:
+    synthesis = net.modules.get("synthesis")
+    if synthesis is None:
+        return False
+    return "input" in synthesis.modules or any(re.match(r"L\d+_", n) for n in synthesis.modules)
+
+
+# ---------------------------------------------------------------------------------------
+# rosinality / StyleKD / CAGAN
+
+W_AVG_SAMPLES = 65536
+
+
+def estimate_w_avg(cfg: GeneratorConfig, variables: dict, num: int = W_AVG_SAMPLES,
+                   batch: int = 8192) -> np.ndarray:
+    """Mean of w over `num` z ~ N(0, I) (seed 0), for files that carry no w_avg."""
+    from stylekd_jax.networks import Generator
+    map_fn = jax.jit(lambda v, z: Generator(cfg).apply(v, z, method=Generator.map)[:, 0])
+    rng = np.random.RandomState(0)
+    total = np.zeros(cfg.w_dim, np.float64)
+    for start in range(0, num, batch):
+        z = rng.randn(min(batch, num - start), cfg.z_dim).astype(np.float32)
+        total += np.asarray(map_fn(variables, z), np.float64).sum(axis=0)
+    return (total / num).astype(np.float32)
+
+
+def rosinality_generator_to_nvlabs(sd: StateDict, latent_avg: np.ndarray | None = None) -> StateDict:
+    """Rename a rosinality-style generator state dict (any channel list) to NVlabs names."""
+    if "input.input" not in sd or "conv1.conv.weight" not in sd:
+        raise CheckpointError("no rosinality generator found (expected input.input and "
+                              "conv1.conv.weight)")
+    out: StateDict = {}
+    i = 1
+    while f"style.{i}.weight" in sd:
+        out[f"mapping.fc{i - 1}.weight"] = sd[f"style.{i}.weight"]
+        out[f"mapping.fc{i - 1}.bias"] = sd[f"style.{i}.bias"]
+        i += 1
+    if latent_avg is not None:
+        out["mapping.w_avg"] = np.asarray(latent_avg, np.float32).reshape(-1)
+    out["synthesis.b4.const"] = sd["input.input"][0]
+
+    def styled_conv(src: str, dst: str, noise_index: int) -> None:
+        out[f"{dst}.weight"] = sd[f"{src}.conv.weight"][0]
+        out[f"{dst}.affine.weight"] = sd[f"{src}.conv.modulation.weight"]
+        out[f"{dst}.affine.bias"] = sd[f"{src}.conv.modulation.bias"]
+        out[f"{dst}.noise_strength"] = sd[f"{src}.noise.weight"].reshape(())
+        out[f"{dst}.bias"] = sd[f"{src}.activate.bias"]
+        out[f"{dst}.noise_const"] = sd[f"noises.noise_{noise_index}"][0, 0]
+
+    def to_rgb(src: str, dst: str) -> None:
+        out[f"{dst}.weight"] = sd[f"{src}.conv.weight"][0]
+        out[f"{dst}.affine.weight"] = sd[f"{src}.conv.modulation.weight"]
+        out[f"{dst}.affine.bias"] = sd[f"{src}.conv.modulation.bias"]
+        out[f"{dst}.bias"] = sd[f"{src}.bias"].reshape(-1)
+
+    try:
+        styled_conv("conv1", "synthesis.b4.conv1", 0)
+        to_rgb("to_rgb1", "synthesis.b4.torgb")
+        k = 0
+        while f"convs.{2 * k}.conv.weight" in sd:
+            res = 2 ** (k + 3)
+            styled_conv(f"convs.{2 * k}", f"synthesis.b{res}.conv0", 2 * k + 1)
+            styled_conv(f"convs.{2 * k + 1}", f"synthesis.b{res}.conv1", 2 * k + 2)
+            to_rgb(f"to_rgbs.{k}", f"synthesis.b{res}.torgb")
+            k += 1
+    except KeyError as e:
+        raise CheckpointError(f"the generator weights do not form a StyleGAN2: missing {e}") from None
+    return out
+
+
+def rosinality_discriminator_to_nvlabs(sd: StateDict) -> StateDict:
+    if "convs.0.0.weight" not in sd or "final_conv.0.weight" not in sd:
+        raise CheckpointError("no rosinality discriminator found (expected convs.0.0.weight "
+                              "and final_conv.0.weight)")
+    num_blocks = len({k.split(".")[1] for k in sd if k.startswith("convs.")}) - 1
+    top = 4 * 2 ** num_blocks
+    out: StateDict = {f"b{top}.fromrgb.weight": sd["convs.0.0.weight"],
+                      f"b{top}.fromrgb.bias": sd["convs.0.1.bias"]}
+    try:
+        for j in range(1, num_blocks + 1):
+            res = top // 2 ** (j - 1)
+            out[f"b{res}.conv0.weight"] = sd[f"convs.{j}.conv1.0.weight"]
+            out[f"b{res}.conv0.bias"] = sd[f"convs.{j}.conv1.1.bias"]
+            out[f"b{res}.conv1.weight"] = sd[f"convs.{j}.conv2.1.weight"]
+            out[f"b{res}.conv1.bias"] = sd[f"convs.{j}.conv2.2.bias"]
+            out[f"b{res}.skip.weight"] = sd[f"convs.{j}.skip.1.weight"]
+        out["b4.conv.weight"] = sd["final_conv.0.weight"]
+        out["b4.conv.bias"] = sd["final_conv.1.bias"]
+        for i, name in enumerate(("fc", "out")):
+            out[f"b4.{name}.weight"] = sd[f"final_linear.{i}.weight"]
+            out[f"b4.{name}.bias"] = sd[f"final_linear.{i}.bias"]
+    except KeyError as e:
+        raise CheckpointError(f"the discriminator weights do not form a StyleGAN2: missing {e}") from None
+    return out
+
+
+def from_rosinality(ckpt: dict) -> Converted:
+    networks, notes = {}, []
+    g_cfg = d_cfg = None
+    latent_avg = ckpt.get("latent_avg")
+    args = ckpt.get("args")
+    lr_mlp = getattr(args, "lr_mlp", None) if args is not None else None
+    for name in ("g_ema", "g"):
+        if name in ckpt:
+            sd = rosinality_generator_to_nvlabs(dict(ckpt[name]), latent_avg)
+            kwargs = {"mapping_lr_multiplier": float(lr_mlp)} if lr_mlp is not None else {}
+            g_cfg, networks[name] = build_generator(sd, **kwargs)
+    if "d" in ckpt:
+        d_cfg, networks["d"] = build_discriminator(rosinality_discriminator_to_nvlabs(dict(ckpt["d"])))
+    if not networks:
+        raise CheckpointError(f"no networks found; a rosinality/StyleKD checkpoint holds g_ema, g "
+                              f"and d, this one holds {sorted(ckpt)}")
+    if latent_avg is None and g_cfg is not None:
+        for name in ("g_ema", "g"):
+            if name in networks:
+                networks[name]["buffers"]["mapping"]["w_avg"] = estimate_w_avg(g_cfg, networks[name])
+        notes.append(f"no latent_avg in the file: w_avg (used by truncation) is the mean of "
+                     f"{W_AVG_SAMPLES} mapped random z (seed 0)")
+    return Converted("rosinality-pt", g_cfg, d_cfg, networks, notes)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def _looks_like_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, np.ndarray) for v in obj.values())
+
+
+def convert_file(path: str) -> Converted:
+    """Read any supported StyleGAN2 file (format detected from its content)."""
+    obj = load_torch_file(path)
+    if isinstance(obj, tuple):
+        return from_nvlabs(obj)
+    if isinstance(obj, dict) and any(isinstance(obj.get(k), PersistentObject) for k in ("G", "G_ema", "D")):
+        return from_nvlabs(obj)
+    if isinstance(obj, dict) and any(k in obj for k in ("g_ema", "g", "d")):
+        return from_rosinality(obj)
+    if _looks_like_state_dict(obj):
+        if "input.input" in obj:
+            return from_rosinality({"g_ema": obj})
+        if "synthesis.b4.const" in obj or "mapping.fc0.weight" in obj:
+            g_cfg, variables = build_generator(obj)
+            return Converted("nvlabs-state-dict", g_cfg, None, {"g_ema": variables}, [])
+    keys = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
+    raise CheckpointError(f"not a StyleGAN2 checkpoint: expected an NVlabs network pickle "
+                          f"(G, D, G_ema) or a rosinality/StyleKD .pt (g, d, g_ema); found {keys}")

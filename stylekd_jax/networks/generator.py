@@ -1,0 +1,48 @@
+"""The whole generator: z -> mapping -> ws -> synthesis -> image."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from stylekd_jax.architecture import GeneratorConfig
+from stylekd_jax.networks.mapping import MappingNetwork
+from stylekd_jax.networks.synthesis import SynthesisNetwork
+
+
+class Generator(nn.Module):
+    """StyleGAN2 generator with submodules `mapping` and `synthesis` (NVlabs names).
+
+    `apply(variables, z)` gives images; `method=Generator.map` / `Generator.synthesize` run
+    the halves, e.g. to mix styles by editing ws between them.
+    """
+
+    cfg: GeneratorConfig
+    dtype: Any = jnp.float32
+
+    def setup(self):
+        cfg = self.cfg
+        self.mapping = MappingNetwork(cfg.mapping_features, cfg.num_ws,
+                                      lr_multiplier=cfg.mapping_lr_multiplier,
+                                      w_avg_beta=cfg.w_avg_beta)
+        self.synthesis = SynthesisNetwork(cfg.resolution, cfg.channels, kernel_size=cfg.kernel_size,
+                                          img_channels=cfg.img_channels, conv_clamp=cfg.conv_clamp,
+                                          dtype=self.dtype)
+
+    def map(self, z: jax.Array, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
+            update_w_avg: bool = False) -> jax.Array:
+        return self.mapping(z, truncation_psi, truncation_cutoff, update_w_avg)
+
+    def synthesize(self, ws: jax.Array, noise_mode: str = "const", return_features: bool = False):
+        return self.synthesis(ws, noise_mode, return_features)
+
+    def __call__(self, z: jax.Array, truncation_psi: float = 1.0,
+                 truncation_cutoff: int | None = None, noise_mode: str = "const") -> jax.Array:
+        return self.synthesis(self.mapping(z, truncation_psi, truncation_cutoff), noise_mode)
+
+
+def init_generator(cfg: GeneratorConfig, key: jax.Array) -> dict:
+    """Freshly initialised variables {'params', 'buffers'} for `cfg`."""
+    z = jnp.zeros((1, cfg.z_dim), jnp.float32)
+    return Generator(cfg).init({"params": key, "noise": key}, z)

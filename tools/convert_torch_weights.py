@@ -1,0 +1,64 @@
+"""Convert a PyTorch StyleGAN2 checkpoint into a StyleKD-JAX checkpoint directory, without torch.
+
+    python tools/convert_torch_weights.py stylegan2-ffhq-256.pkl teacher/      # NVlabs pickle
+    python tools/convert_torch_weights.py 256px_full_size.pt teacher_rosi/      # rosinality / StyleKD / CAGAN
+
+The file is read through an allow-list of pickle globals: nothing in it is executed.
+The output directory holds `architecture.json` and the weights (orbax), ready for
+`python -m stylekd_jax.generate --checkpoint DIR` and for distillation.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+from stylekd_jax import checkpoint
+from stylekd_jax.architecture import count_params, sequence_str
+from stylekd_jax.convert.stylegan2 import convert_file
+from stylekd_jax.convert.torch_files import CheckpointError
+
+
+def summary(converted, source: str) -> str:
+    lines = [f"source      {source} ({converted.source_format})"]
+    g, d = converted.generator, converted.discriminator
+    if g is not None:
+        lines += [
+            f"generator   {g.resolution}x{g.resolution}, {g.img_channels} channels, num_ws {g.num_ws}",
+            f"  synthesis channels {sequence_str(g.channels)}, kernel {g.kernel_size}, "
+            f"conv_clamp {g.conv_clamp}",
+            f"  mapping   z {g.z_dim} -> {sequence_str(g.mapping_features)}, lr x{g.mapping_lr_multiplier}",
+        ]
+    if d is not None:
+        lines.append(f"discriminator {d.resolution}x{d.resolution}, channels "
+                     f"{dict(d.channels)}, mbstd group {d.mbstd_group_size}, conv_clamp {d.conv_clamp}")
+    for name, variables in converted.networks.items():
+        lines.append(f"  {name:6s} {count_params(variables['params']) / 1e6:.3f}M parameters")
+    lines += [f"note        {n}" for n in converted.notes]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", help="NVlabs .pkl or rosinality/StyleKD/CAGAN .pt file")
+    parser.add_argument("outdir", help="checkpoint directory to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
+    args = parser.parse_args(argv)
+    start = time.time()
+    try:
+        converted = convert_file(args.source)
+        checkpoint.save(args.outdir, converted.networks, converted.generator,
+                        converted.discriminator, overwrite=args.overwrite,
+                        source={"file": os.path.abspath(args.source),
+                                "format": converted.source_format},
+                        notes=converted.notes)
+    except (CheckpointError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary(converted, args.source))
+    print(f"wrote {args.outdir} in {time.time() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
