@@ -7,7 +7,7 @@ import pytest
 from stylekd_jax.networks.layers import conv2d_up2
 from stylekd_jax.networks.synthesis import modulated_conv2d
 from stylekd_jax.ops.bias_act import bias_act
-from stylekd_jax.ops.upfirdn2d import downsample2d, setup_filter, upfirdn2d, upsample2d
+from stylekd_jax.ops.upfirdn2d import downsample2d, upfirdn2d, upsample2d
 
 
 def numpy_upfirdn2d(x, f, up=1, down=1, pad=(0, 0, 0, 0), gain=1.0):
@@ -49,9 +49,10 @@ def rng():
                                               (1, 2, (1, 1, 1, 1), 1.0), (2, 2, (3, 0, 1, 2), 2.0)])
 def test_upfirdn2d_matches_definition(rng, up, down, pad, gain):
     x = rng.standard_normal((2, 5, 6, 3)).astype(np.float32)
-    f = rng.standard_normal((4, 4)).astype(np.float32)  # asymmetric: checks the flip
-    got = upfirdn2d(jnp.asarray(x), f, up=up, down=down, padding=pad, gain=gain)
-    np.testing.assert_allclose(np.asarray(got), numpy_upfirdn2d(x, f, up, down, pad, gain), atol=1e-5)
+    taps = rng.standard_normal(4).astype(np.float32)  # asymmetric: checks the flip
+    got = upfirdn2d(jnp.asarray(x), taps, up=up, down=down, padding=pad, gain=gain)
+    expected = numpy_upfirdn2d(x, np.outer(taps, taps), up, down, pad, gain)
+    np.testing.assert_allclose(np.asarray(got), expected, atol=1e-5)
 
 
 def test_up_and_down_sampling_shapes_and_dc_gain(rng):
@@ -63,15 +64,16 @@ def test_up_and_down_sampling_shapes_and_dc_gain(rng):
     np.testing.assert_allclose(down[:, 1:-1, 1:-1], 1.0, atol=1e-6)
 
 
-@pytest.mark.parametrize("k", [3, 1])
-def test_upsampling_conv_equals_upfirdn_then_flipped_correlation(rng, k):
-    x = rng.standard_normal((2, 5, 5, 3)).astype(np.float32)
-    w = rng.standard_normal((k, k, 3, 4)).astype(np.float32)
+@pytest.mark.parametrize("k,h,w", [(3, 5, 5), (3, 4, 7), (1, 5, 6), (5, 4, 4)])
+def test_upsampling_conv_equals_upfirdn_then_flipped_correlation(rng, k, h, w):
+    x = rng.standard_normal((2, h, w, 3)).astype(np.float32)
+    wk = rng.standard_normal((k, k, 3, 4)).astype(np.float32)
     p0, p1 = k // 2 + 2, k // 2 + 1  # NVlabs conv2d_resample padding for up=2
-    upsampled = numpy_upfirdn2d(x, setup_filter(), up=2, pad=(p0, p1, p0, p1), gain=4.0)
-    expected = numpy_corr_valid(upsampled, w[::-1, ::-1])
-    got = np.asarray(conv2d_up2(jnp.asarray(x), jnp.asarray(w)))
-    assert got.shape == (2, 10, 10, 4)
+    f = np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64.0
+    upsampled = numpy_upfirdn2d(x, f, up=2, pad=(p0, p1, p0, p1), gain=4.0)
+    expected = numpy_corr_valid(upsampled, wk[::-1, ::-1])
+    got = np.asarray(conv2d_up2(jnp.asarray(x), jnp.asarray(wk)))
+    assert got.shape == (2, 2 * h, 2 * w, 4)
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 

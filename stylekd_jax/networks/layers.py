@@ -54,21 +54,50 @@ def conv2d(x: jax.Array, weight: jax.Array, padding: int = 0, stride: int = 1) -
         padding=[(padding, padding), (padding, padding)], dimension_numbers=CONV_DIMS)
 
 
-def conv2d_up2(x: jax.Array, weight: jax.Array) -> jax.Array:
-    """The StyleGAN2 upsampling conv for a 3x3 (or any k x k) kernel.
+def _phase_taps(k: int, pad: int, phase: int) -> tuple[list[int], int]:
+    """Taps of a k-tap correlation over a 2x zero-upsampled signal that hit real samples.
 
-    Mathematically `upfirdn2d(x, f, up=2, pad=k) ⋆ flip(W)` (VALID), computed as a
-    transposed convolution (input dilation, so no multiplications by inserted zeros) followed
-    by the [1,3,3,1] blur with gain 4 on the (2H + k) grid, as NVlabs' fast path does.
+    Output n = 2i + phase reads upsampled index n + t - pad, a real sample (index
+    (n + t - pad) / 2) only when that is even: returns those t and the offset of the first
+    sample relative to i.
     """
+    taps = [t for t in range(k) if (phase + t - pad) % 2 == 0]
+    return taps, ((phase + taps[0] - pad) // 2 if taps else 0)
+
+
+def conv2d_up2(x: jax.Array, weight: jax.Array) -> jax.Array:
+    """The StyleGAN2 upsampling conv: `upfirdn2d(x, f, up=2, pad=k//2+(2,1), gain=4) ⋆ flip(W)`.
+
+    Computed without multiplying by inserted zeros: the correlation of the zero-upsampled
+    input with flip(W) splits into four sub-pixel phases, each a small plain convolution of
+    `x` (1x1, 1x2, 2x1 and 2x2 taps for a 3x3 kernel, 9 taps in all, like a transposed
+    convolution); the phases are interleaved and the [1,3,3,1] blur (gain 4) follows, as in
+    NVlabs' fast path.
+    """
+    n, h, w, _ = x.shape
     k = weight.shape[0]
-    # NVlabs pads the zero-upsampled input by (k//2 + 2, k//2 + 1); the trailing inserted
-    # zero that input dilation omits adds one more on the high side.
-    pad = k // 2 + 2
+    pad = k // 2 + 2            # left padding of the upsampled input (right: k//2 + 1, + 1 zero)
+    size_h, size_w = 2 * h + 2 * pad - k, 2 * w + 2 * pad - k   # pre-blur size
+    half_h, half_w = (size_h + 1) // 2, (size_w + 1) // 2       # per-phase size
     flipped = weight[::-1, ::-1].astype(x.dtype)
-    y = jax.lax.conv_general_dilated(
-        x, flipped, window_strides=(1, 1), padding=[(pad, pad), (pad, pad)],
-        lhs_dilation=(2, 2), dimension_numbers=CONV_DIMS)
+    rows = []
+    for a in (0, 1):
+        taps_a, off_a = _phase_taps(k, pad, a)
+        cols = []
+        for b in (0, 1):
+            taps_b, off_b = _phase_taps(k, pad, b)
+            if not taps_a or not taps_b:
+                cols.append(jnp.zeros((n, half_h, half_w, weight.shape[-1]), x.dtype))
+                continue
+            # out[i] = sum_s x[i + off + s] * sub[s]: pad (or crop) x so a VALID conv gives that.
+            padding = [(-off_a, half_h - 1 + off_a + len(taps_a) - h),
+                       (-off_b, half_w - 1 + off_b + len(taps_b) - w)]
+            cols.append(jax.lax.conv_general_dilated(
+                x, flipped[taps_a[0]::2, taps_b[0]::2], window_strides=(1, 1), padding=padding,
+                dimension_numbers=CONV_DIMS))
+        rows.append(jnp.stack(cols, axis=3))                    # [n, half_h, half_w, 2, c]
+    y = jnp.stack(rows, axis=2)                                  # [n, half_h, 2, half_w, 2, c]
+    y = y.reshape(n, 2 * half_h, 2 * half_w, -1)[:, :size_h, :size_w]
     return filter2d(y, setup_filter(), gain=4.0)
 
 

@@ -1,0 +1,1 @@
+"""Speed measurements that print numbers (not tests): `python -m stylekd_jax.benchmarks.<name>`."""
