@@ -110,7 +110,7 @@ class DiscriminatorConfig:
     resolution: int
     channels: tuple[tuple[int, int], ...]   # (resolution, channels) for 4 .. resolution
     conv_clamp: float | None = None
-    mbstd_group_size: int = 4
+    mbstd_group_size: int | None = 4      # None: the whole batch is one group
     mbstd_num_channels: int = 1
     img_channels: int = 3
 

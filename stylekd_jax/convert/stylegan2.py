@@ -139,17 +139,25 @@ def discriminator_variables(sd: StateDict, cfg: DiscriminatorConfig) -> dict[str
     return {"params": params}
 
 
+def _dotted(path) -> str:
+    """Flax tree path -> NVlabs-style dotted name without the collection ('synthesis.b8.conv1.weight')."""
+    return ".".join(str(getattr(k, "key", k)) for k in path[1:])
+
+
+_LAYOUTS = {4: " (kh, kw, in, out)", 3: " (h, w, channels)", 2: " (in, out)"}
+
+
 def _check_against_model(variables, expected_shapes, what: str) -> None:
     """Every converted array must have the shape the Flax model expects, and none may be missing."""
-    got = {jax.tree_util.keystr(p): np.shape(v)
-           for p, v in jax.tree_util.tree_flatten_with_path(variables)[0]}
-    want = {jax.tree_util.keystr(p): tuple(v.shape)
+    got = {_dotted(p): np.shape(v) for p, v in jax.tree_util.tree_flatten_with_path(variables)[0]}
+    want = {_dotted(p): tuple(v.shape)
             for p, v in jax.tree_util.tree_flatten_with_path(expected_shapes)[0]}
     missing = sorted(set(want) - set(got))
     wrong = sorted(k for k in set(want) & set(got) if want[k] != got[k])
     if missing or wrong:
         detail = [f"missing {k}" for k in missing[:3]] + \
-                 [f"{k} has shape {got[k]}, expected {want[k]}" for k in wrong[:3]]
+                 [f"{k} has shape {got[k]}{_LAYOUTS.get(len(got[k]), '')}, expected {want[k]}"
+                  for k in wrong[:3]]
         raise CheckpointError(f"the {what} weights do not form a StyleGAN2: " + "; ".join(detail))
 
 
@@ -168,7 +176,7 @@ def build_discriminator(sd: StateDict, **cfg_kwargs) -> tuple[DiscriminatorConfi
     from stylekd_jax.networks import Discriminator
     cfg = _config_or_error(discriminator_config_from_state_dict, sd, "discriminator", **cfg_kwargs)
     variables = _variables_or_error(discriminator_variables, sd, cfg, "discriminator")
-    batch = max(cfg.mbstd_group_size, 1)
+    batch = cfg.mbstd_group_size or 4
     img = jax.ShapeDtypeStruct((batch, cfg.resolution, cfg.resolution, cfg.img_channels), np.float32)
     shapes = jax.eval_shape(lambda x: Discriminator(cfg).init(jax.random.PRNGKey(0), x), img)
     _check_against_model(variables, shapes, "discriminator")
@@ -202,42 +210,52 @@ def _stylegan3_error() -> CheckpointError:
 # NVlabs pickles
 
 
+def _module(net: PersistentObject, path: str) -> PersistentObject | None:
+    for name in path.split("."):
+        net = net.modules.get(name) if net is not None else None
+    return net
+
+
+def _clamp(layer: PersistentObject | None) -> float | None:
+    value = layer.attr("conv_clamp") if layer is not None else None
+    return float(value) if value is not None else None
+
+
 def _nvlabs_generator_kwargs(G: PersistentObject) -> dict[str, Any]:
-    """conv_clamp, mapping lr multiplier and w_avg_beta from the network objects' attributes."""
+    """conv_clamp, mapping lr multiplier and w_avg_beta, read from the layer objects themselves.
+
+    Constructor kwargs are not enough: the stylegan3 repo's StyleGAN2 clamps at 256 by
+    default, and its training pickles leave the default out of the kwargs.
+    """
     kwargs = G.init_kwargs
     synthesis_kwargs = kwargs.get("synthesis_kwargs", kwargs)  # ada nests, stylegan3 repo is flat
-    mapping_kwargs = kwargs.get("mapping_kwargs", {})
     architecture = synthesis_kwargs.get("architecture", "skip")
     if architecture != "skip":
         raise CheckpointError(f"generator architecture {architecture!r} is not supported; "
                               f"only the StyleGAN2 default 'skip' generator can be converted")
-    mapping = G.modules.get("mapping")
-    fc0 = mapping.modules.get("fc0") if mapping is not None else None
-    lr = fc0.attr("bias_gain") if fc0 is not None else None
-    beta = mapping.attr("w_avg_beta") if mapping is not None else None
-    clamp = synthesis_kwargs.get("conv_clamp")
-    out = {"conv_clamp": float(clamp) if clamp is not None else None,
-           "mapping_lr_multiplier": float(lr if lr is not None else mapping_kwargs.get("lr_multiplier", 0.01))}
+    out: dict[str, Any] = {"conv_clamp": _clamp(_module(G, "synthesis.b4.conv1"))}
+    fc0 = _module(G, "mapping.fc0")
+    if fc0 is not None and fc0.attr("bias_gain") is not None:
+        out["mapping_lr_multiplier"] = float(fc0.attr("bias_gain"))
+    beta = _module(G, "mapping").attr("w_avg_beta") if _module(G, "mapping") else None
     if beta is not None:
         out["w_avg_beta"] = float(beta)
     return out
 
 
 def _nvlabs_discriminator_kwargs(D: PersistentObject) -> dict[str, Any]:
-    kwargs = D.init_kwargs
-    architecture = kwargs.get("architecture", "resnet")
+    architecture = D.init_kwargs.get("architecture", "resnet")
     if architecture != "resnet":
         raise CheckpointError(f"discriminator architecture {architecture!r} is not supported; "
                               f"only the StyleGAN2 default 'resnet' discriminator can be converted")
-    out: dict[str, Any] = {}
-    clamp = kwargs.get("conv_clamp")
-    out["conv_clamp"] = float(clamp) if clamp is not None else None
-    epilogue = D.modules.get("b4")
-    mbstd = epilogue.modules.get("mbstd") if epilogue is not None else None
+    out: dict[str, Any] = {"conv_clamp": _clamp(_module(D, "b4.conv"))}
+    mbstd = _module(D, "b4.mbstd")
     if mbstd is not None:
         group = mbstd.attr("group_size")
-        out["mbstd_group_size"] = int(group) if group is not None else 0
+        out["mbstd_group_size"] = int(group) if group is not None else None
         out["mbstd_num_channels"] = int(mbstd.attr("num_channels", 1))
+    else:
+        out["mbstd_num_channels"] = 0
     return out
 
 

@@ -13,13 +13,14 @@ from stylekd_jax.networks.layers import Conv2dLayer, FullyConnected
 SQRT_HALF = math.sqrt(0.5)
 
 
-def minibatch_stddev(x: jax.Array, group_size: int, num_channels: int = 1) -> jax.Array:
+def minibatch_stddev(x: jax.Array, group_size: int | None, num_channels: int = 1) -> jax.Array:
     """Append the per-group feature standard deviation as `num_channels` extra channels.
 
     Groups are strided as in the official code: sample i shares a group with i + k*N/G.
+    `group_size=None` makes the whole batch one group (TF-era NVlabs discriminators).
     """
     n, h, w, c = x.shape
-    g = min(group_size, n)
+    g = n if group_size is None else min(group_size, n)
     if n % g:
         raise ValueError(f"minibatch stddev needs the batch ({n}) to be a multiple of the "
                          f"group size ({g})")
@@ -77,7 +78,7 @@ class DiscriminatorEpilogue(nn.Module):
     """b4: minibatch stddev, 3x3 conv, fc (lrelu), out (linear)."""
 
     channels: int
-    mbstd_group_size: int
+    mbstd_group_size: int | None
     mbstd_num_channels: int
     conv_clamp: float | None = None
     dtype: Any = jnp.float32
