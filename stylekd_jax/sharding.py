@@ -1,0 +1,64 @@
+"""Device mesh and shardings: the batch splits over 'data'; large params may split over 'model'.
+
+Everything is `jax.jit` with explicit in/out shardings (the current form of pjit). With
+`mesh.model = 1` (the default) parameters and optimizer state are replicated and the step is
+plain data parallelism; a larger 'model' axis shards every big array along its largest
+divisible dimension (FSDP-style), which XLA turns into all-gathers where the math needs them.
+"""
+
+import math
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+# Arrays smaller than this stay replicated even on a 'model' axis: splitting them saves
+# nothing and costs a collective.
+MIN_SHARDED_SIZE = 2 ** 18
+
+
+def make_mesh(data: int = -1, model: int = 1) -> Mesh:
+    """A ('data', 'model') mesh over all devices (data=-1), or over the first data x model."""
+    n = jax.device_count()
+    if model < 1 or n % model:
+        raise ValueError(f"config.mesh.model={model} must divide the {n} devices")
+    data = n // model if data == -1 else data
+    if data < 1 or data * model > n:
+        raise ValueError(f"config.mesh.data x mesh.model = {data} x {model} does not fit the "
+                         f"{n} devices (use mesh.data=-1 for 'all the rest')")
+    if data * model < n and jax.process_count() > 1:
+        raise ValueError(f"a multi-process run must use all {n} devices; set config.mesh.data=-1")
+    return jax.make_mesh((data, model), ("data", "model"), axis_types=(AxisType.Auto, AxisType.Auto),
+                         devices=jax.devices()[: data * model])
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis over 'data'."""
+    return NamedSharding(mesh, P("data"))
+
+
+def param_sharding(mesh: Mesh, tree):
+    """Per-leaf shardings for params / optimizer state (replicated unless 'model' > 1)."""
+    model = mesh.shape["model"]
+
+    def spec(x):
+        shape = np.shape(x)
+        if model == 1 or math.prod(shape) < MIN_SHARDED_SIZE:
+            return replicated(mesh)
+        dims = sorted(range(len(shape)), key=lambda d: -shape[d])
+        for d in dims:
+            if shape[d] % model == 0:
+                axes = [None] * len(shape)
+                axes[d] = "model"
+                return NamedSharding(mesh, P(*axes))
+        return replicated(mesh)
+    return jax.tree_util.tree_map(spec, tree)
+
+
+def global_batch(mesh: Mesh, local_batch: np.ndarray) -> jax.Array:
+    """This process's slice of the batch -> one global array sharded over 'data'."""
+    return jax.make_array_from_process_local_data(batch_sharding(mesh), local_batch)

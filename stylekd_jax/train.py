@@ -1,0 +1,478 @@
+"""The training loop: StyleKD distillation, or plain StyleGAN2 training when no teacher is set.
+
+One iteration (rosinality / StyleKD order):
+  1. D step: logistic loss on real images and fresh student fakes; every `r1_interval`
+     steps a lazy R1 step.
+  2. G step: non-saturating GAN loss + the StyleKD mimic losses against the teacher (L1,
+     LPIPS, latent-direction KL, optional w-space L1), with the same z's, style-mixing index
+     and direction offsets for teacher and student; every `pl_interval` steps a lazy
+     path-length step.
+  3. EMA of the student parameters.
+Each phase is an Adam update with the lazy-regularisation correction (lr·c, β^c,
+c = interval / (interval + 1)). The whole iteration is one jitted function with explicit
+shardings over the device mesh; R1 and PL run under lax.cond, so it compiles once.
+"""
+
+import os
+import time
+from typing import Any, NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from absl import logging
+from clu import metric_writers, periodic_actions
+
+from stylekd_jax import checkpoint, config as config_lib, images, input_pipeline, losses, sharding
+from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig, count_params
+from stylekd_jax.lpips import load_params as load_lpips_params, lpips_fn
+from stylekd_jax.networks import Discriminator, Generator
+from stylekd_jax.networks.generator import init_generator
+from stylekd_jax.sefa import sefa_directions
+from stylekd_jax.student import init_student, student_config
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    g: Any          # student (or generator) variables {'params', 'buffers'}
+    g_ema: Any      # EMA of g['params'] (buffers are copied from g)
+    d: Any          # discriminator variables {'params'}
+    g_opt: Any
+    d_opt: Any
+    pl_mean: jax.Array
+    key: jax.Array
+
+
+class Setup(NamedTuple):
+    """What the step functions need besides the state (static, or constant arrays in `consts`)."""
+    config: ml_collections.ConfigDict
+    g_cfg: GeneratorConfig
+    d_cfg: DiscriminatorConfig
+    teacher_cfg: GeneratorConfig | None
+    G: Generator
+    D: Discriminator
+    T: Generator | None
+    g_tx: optax.GradientTransformation
+    d_tx: optax.GradientTransformation
+    lpips: Any      # f(x, y) -> [N], or None
+
+
+# ---------------------------------------------------------------------------------------
+# Building blocks
+
+
+def lazy_adam(config, interval: int) -> optax.GradientTransformation:
+    c = interval / (interval + 1)
+    return optax.adam(config.lr * c, b1=config.adam_b1 ** c, b2=config.adam_b2 ** c, eps=config.adam_eps)
+
+
+def freeze_mapping(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """Leave params['mapping'] untouched (zero updates), train the rest with `tx`."""
+    def labels(params):
+        return {k: jax.tree_util.tree_map(lambda _: "frozen" if k == "mapping" else "train", v)
+                for k, v in params.items()}
+    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def sample_latents(key, batch: int, z_dim: int, num_ws: int, mixing_prob: float):
+    """Two z's and a style-mixing cutoff (num_ws = no mixing), one cutoff per batch as NVlabs."""
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    z1 = jax.random.normal(k1, (batch, z_dim))
+    z2 = jax.random.normal(k2, (batch, z_dim))
+    mix = jax.random.uniform(k3) < mixing_prob
+    cutoff = jnp.where(mix, jax.random.randint(k4, (), 1, num_ws), num_ws)
+    return z1, z2, cutoff
+
+
+def mixed_ws(model: Generator, variables, latents, update_w_avg: bool = False):
+    """ws of z1 for layers < cutoff and of z2 after; returns (ws, updated buffers)."""
+    z1, z2, cutoff = latents
+    ws1, mutated = model.apply(variables, z1, update_w_avg=update_w_avg, method=Generator.map,
+                               mutable=["buffers"])
+    ws2 = model.apply(variables, z2, method=Generator.map)
+    layer = jnp.arange(ws1.shape[1])[None, :, None]
+    return jnp.where(layer < cutoff, ws1, ws2), mutated["buffers"]
+
+
+# ---------------------------------------------------------------------------------------
+# Losses of one iteration
+
+
+def d_main_loss(d_params, g_vars, real, key, s: Setup):
+    c = s.config
+    k_lat, k_noise = jax.random.split(key)
+    latents = sample_latents(k_lat, real.shape[0], s.g_cfg.z_dim, s.g_cfg.num_ws, c.loss.style_mixing)
+    ws, _ = mixed_ws(s.G, g_vars, latents)
+    fake = s.G.apply(g_vars, ws, "random", method=Generator.synthesize, rngs={"noise": k_noise})
+    fake = jax.lax.stop_gradient(fake)
+    real_logits = s.D.apply({"params": d_params}, real)
+    fake_logits = s.D.apply({"params": d_params}, fake)
+    loss = losses.d_logistic(real_logits, fake_logits)
+    return loss, {"d_loss": loss, "d_real": real_logits.mean(), "d_fake": fake_logits.mean()}
+
+
+def d_r1_loss(d_params, real, s: Setup):
+    penalty = losses.r1_penalty(lambda x: s.D.apply({"params": d_params}, x), real)
+    return s.config.r1_gamma / 2 * penalty * s.config.r1_interval, {"r1": penalty}
+
+
+def g_main_loss(g_params, g_buffers, d_params, consts, key, s: Setup):
+    """GAN loss + StyleKD mimic losses. Returns (loss, (metrics, new buffers))."""
+    c = s.config
+    batch = c.batch_size
+    k_lat, k_off, k_noise_s, k_noise_t = jax.random.split(key, 4)
+    g_vars = {"params": g_params, "buffers": g_buffers}
+    latents = sample_latents(k_lat, batch, s.g_cfg.z_dim, s.g_cfg.num_ws, c.loss.style_mixing)
+    ws_s, new_buffers = mixed_ws(s.G, g_vars, latents, update_w_avg=not c.student.freeze_mapping)
+    distill = s.T is not None
+    use_ld = distill and c.loss.ld > 0
+    if distill:
+        ws_t, _ = mixed_ws(s.T, consts["teacher"], latents)
+    if use_ld:
+        # Both networks see [w, w + offset] along the same SeFa directions.
+        offsets = losses.ld_offsets(k_off, consts["directions"], batch, s.g_cfg.num_ws,
+                                    c.loss.ld_offset_weight)
+        ws_s_run = jnp.concatenate([ws_s, ws_s + offsets])
+        ws_t_run = jnp.concatenate([ws_t, ws_t + offsets])
+    else:
+        ws_s_run = ws_s
+        ws_t_run = ws_t if distill else None
+    img_s, aux_s = s.G.apply(g_vars, ws_s_run, "random", True, method=Generator.synthesize,
+                             rngs={"noise": k_noise_s})
+    fake_logits = s.D.apply({"params": d_params}, img_s[:batch])
+    gan = losses.g_nonsaturating(fake_logits)
+    total = c.loss.gan * gan
+    metrics = {"g_gan": gan}
+    if distill:
+        k_noise = k_noise_s if c.loss.shared_noise else k_noise_t
+        img_t, aux_t = s.T.apply(consts["teacher"], ws_t_run, "random", True,
+                                 method=Generator.synthesize, rngs={"noise": k_noise})
+        img_t, aux_t = jax.lax.stop_gradient((img_t, aux_t))
+        if c.loss.l1_intermediate:
+            l1 = sum(losses.l1(a[:batch], b[:batch]) for a, b in zip(aux_s["images"], aux_t["images"]))
+        else:
+            l1 = losses.l1(img_s[:batch], img_t[:batch])
+        metrics["kd_l1"] = l1
+        total = total + c.loss.l1 * l1
+        if c.loss.lpips > 0:
+            lp = jnp.mean(s.lpips(consts["lpips"], img_s[:batch], img_t[:batch]))
+            metrics["kd_lpips"] = lp
+            total = total + c.loss.lpips * lp
+        if use_ld:
+            ld = losses.ld_loss(aux_t["features"], aux_s["features"], batch, tuple(c.loss.ld_layers),
+                                mode=c.loss.ld_similarity, group_size=c.loss.ld_group_size)
+            metrics["kd_ld"] = ld
+            total = total + c.loss.ld * ld
+        if c.loss.w_l1 > 0:
+            w_l1 = losses.l1(ws_s, ws_t)
+            metrics["kd_w_l1"] = w_l1
+            total = total + c.loss.w_l1 * w_l1
+    metrics["g_loss"] = total
+    return total, (metrics, new_buffers)
+
+
+def g_pl_loss(g_params, g_buffers, pl_mean, key, s: Setup):
+    c = s.config
+    k_lat, k_pl, k_noise = jax.random.split(key, 3)
+    g_vars = {"params": g_params, "buffers": g_buffers}
+    latents = sample_latents(k_lat, c.batch_size // c.pl_batch_shrink, s.g_cfg.z_dim, s.g_cfg.num_ws,
+                             c.loss.style_mixing)
+    ws, _ = mixed_ws(s.G, g_vars, latents)
+    synthesize = lambda w: s.G.apply(g_vars, w, "random", method=Generator.synthesize,  # noqa: E731
+                                     rngs={"noise": k_noise})
+    lengths, _ = losses.path_length(synthesize, ws, k_pl)
+    penalty, new_mean = losses.path_length_penalty(lengths, pl_mean, c.pl_decay)
+    return c.pl_weight * c.pl_interval * penalty, (new_mean, {"pl_penalty": penalty, "pl_mean": new_mean})
+
+
+def train_step(state: TrainState, real: jax.Array, consts, s: Setup):
+    """One full iteration; returns (new state, metrics).
+
+    The lazy R1 and path-length phases run under `lax.cond` on the step counter, so the
+    whole iteration compiles once. Their metrics are NaN on the steps that skip them.
+    """
+    c = s.config
+    key, k_d, k_g, k_pl = jax.random.split(state.key, 4)
+    nan = jnp.asarray(jnp.nan, jnp.float32)
+
+    def adam_step(tx, loss_fn, params, opt, *args):
+        grads, aux = jax.grad(loss_fn, has_aux=True)(params, *args)
+        updates, opt = tx.update(grads, opt, params)
+        return optax.apply_updates(params, updates), opt, aux
+
+    d_params, d_opt, metrics = adam_step(s.d_tx, d_main_loss, state.d["params"], state.d_opt,
+                                         state.g, real, k_d, s)
+
+    def r1_phase(operand):
+        params, opt = operand
+        params, opt, m = adam_step(s.d_tx, d_r1_loss, params, opt, real, s)
+        return params, opt, m["r1"]
+    d_params, d_opt, metrics["r1"] = jax.lax.cond(
+        state.step % c.r1_interval == 0, r1_phase, lambda o: (*o, nan), (d_params, d_opt))
+
+    g_params, g_opt, (m, g_buffers) = adam_step(s.g_tx, g_main_loss, state.g["params"], state.g_opt,
+                                                state.g["buffers"], d_params, consts, k_g, s)
+    metrics.update(m)
+
+    def pl_phase(operand):
+        params, opt, pl_mean = operand
+        params, opt, (pl_mean, m) = adam_step(s.g_tx, g_pl_loss, params, opt, g_buffers, pl_mean, k_pl, s)
+        return params, opt, pl_mean, m["pl_penalty"]
+    do_pl = (state.step % c.pl_interval == 0) & (c.pl_weight > 0)
+    g_params, g_opt, pl_mean, metrics["pl_penalty"] = jax.lax.cond(
+        do_pl, pl_phase, lambda o: (*o, nan), (g_params, g_opt, state.pl_mean))
+    metrics["pl_mean"] = pl_mean
+
+    g_ema = optax.incremental_update(g_params, state.g_ema, 1.0 - c.ema_decay)
+    # NaN marks a skipped lazy phase; anything else non-finite is a real failure.
+    metrics["finite"] = jnp.all(jnp.asarray([
+        jnp.isfinite(v) | ((k in ("r1", "pl_penalty")) & jnp.isnan(v)) for k, v in metrics.items()]))
+    new_state = TrainState(step=state.step + 1, g={"params": g_params, "buffers": g_buffers},
+                           g_ema=g_ema, d={"params": d_params}, g_opt=g_opt, d_opt=d_opt,
+                           pl_mean=pl_mean, key=key)
+    return new_state, metrics
+
+
+# ---------------------------------------------------------------------------------------
+# Set-up: networks, initial state, two-stage mapping mimic
+
+
+def build(config) -> tuple[Setup, dict, dict, dict]:
+    """(Setup, initial generator variables, teacher variables or None, consts for the step)."""
+    key = jax.random.PRNGKey(config.seed)
+    k_g, k_d = jax.random.split(key)
+    teacher_cfg = teacher_vars = None
+    consts: dict[str, Any] = {}
+    if config.teacher:
+        teacher_cfg, teacher_vars = checkpoint.load_generator(config.teacher)
+        g_cfg = student_config(teacher_cfg, channels=config.student.channels,
+                               keep_ratio=config.student.keep_ratio,
+                               kernel_size=config.student.kernel_size,
+                               mapping_features=config.student.mapping_features)
+        mapping_init = "random" if config.student.mapping_init == "two_stage" else config.student.mapping_init
+        g_vars = init_student(teacher_cfg, teacher_vars, g_cfg, k_g, mapping_init=mapping_init,
+                              synthesis_init=config.student.synthesis_init)
+        consts["teacher"] = teacher_vars
+        if config.loss.ld > 0:
+            # The official code uses the 5 blocks after b4 (fewer exist below 128 px).
+            num_blocks = min(5, len(teacher_cfg.block_resolutions) - 1)
+            consts["directions"] = jnp.asarray(sefa_directions(
+                teacher_cfg, teacher_vars, mode=config.loss.ld_directions, num_blocks=num_blocks))
+    else:
+        gc = config.generator
+        g_cfg = GeneratorConfig.teacher(gc.resolution, gc.channel_base, gc.channel_max, z_dim=gc.z_dim,
+                                        w_dim=gc.w_dim, mapping_features=(gc.w_dim,) * gc.mapping_layers,
+                                        conv_clamp=gc.conv_clamp)
+        g_vars = init_generator(g_cfg, k_g)
+    d_cfg = _discriminator_config(config, g_cfg if teacher_cfg is None else teacher_cfg)
+    lpips = None
+    if config.teacher and config.loss.lpips > 0:
+        consts["lpips"] = load_lpips_params(config.loss.lpips_weights or None)
+        lpips = _lpips_apply(config.loss.lpips_size)
+    g_tx = lazy_adam(config, config.pl_interval)
+    if config.student.freeze_mapping:
+        g_tx = freeze_mapping(g_tx)
+    dtype = jnp.dtype(config.dtype)
+    setup = Setup(config, g_cfg, d_cfg, teacher_cfg, Generator(g_cfg, dtype=dtype),
+                  Discriminator(d_cfg, dtype=dtype),
+                  Generator(teacher_cfg, dtype=dtype) if teacher_cfg else None,
+                  g_tx, lazy_adam(config, config.r1_interval), lpips)
+    return setup, g_vars, k_d, consts
+
+
+def _discriminator_config(config, reference: GeneratorConfig) -> DiscriminatorConfig:
+    """The teacher checkpoint's own D architecture when it has one, else channels per
+    resolution taken from the (teacher) generator: a D as strong as the teacher's."""
+    if config.teacher:
+        _, d_cfg, _ = checkpoint.read_architecture(config.teacher)
+        if d_cfg is not None:
+            return d_cfg
+    per_res = {r: reference.channels[max(2 * k, 1)] for k, r in enumerate(reference.block_resolutions)}
+    return DiscriminatorConfig(resolution=reference.resolution, channels=tuple(per_res.items()),
+                               conv_clamp=reference.conv_clamp)
+
+
+def _lpips_apply(size: int):
+    """f(params, x, y) -> [N] with images larger than `size` resized first."""
+    def apply(params, x, y):
+        return lpips_fn(params, resize_to=size)(x, y)
+    return apply
+
+
+def init_state(setup: Setup, g_vars, d_key) -> TrainState:
+    c = setup.config
+    img = jnp.zeros((c.batch_size, setup.d_cfg.resolution, setup.d_cfg.resolution, 3))
+    d_vars = setup.D.init(d_key, img)
+    g_vars = jax.tree_util.tree_map(jnp.array, g_vars)   # own buffers: the state is donated
+    return TrainState(step=jnp.asarray(0, jnp.int32), g=g_vars,
+                      g_ema=jax.tree_util.tree_map(jnp.array, g_vars["params"]), d=d_vars,
+                      g_opt=setup.g_tx.init(g_vars["params"]), d_opt=setup.d_tx.init(d_vars["params"]),
+                      pl_mean=jnp.asarray(0.0, jnp.float32),
+                      key=jax.random.PRNGKey(c.seed + 1))
+
+
+def pretrain_mapping(setup: Setup, g_vars, teacher_vars, writer) -> dict:
+    """Two-stage initialisation: fit the student mapping to the teacher's, E_z D(S_s(z), S_t(z))."""
+    ts = setup.config.student.two_stage
+    tx = optax.adam(ts.lr)
+    params = g_vars["params"]["mapping"]
+    opt = tx.init(params)
+    distance = (lambda a, b: jnp.mean(jnp.abs(a - b))) if ts.loss == "l1" else \
+        (lambda a, b: jnp.mean(jnp.square(a - b)))
+
+    @jax.jit
+    def step(params, opt, key):
+        z = jax.random.normal(key, (ts.batch_size, setup.g_cfg.z_dim))
+        w_t = setup.T.apply(teacher_vars, z, method=Generator.map)[:, 0]
+
+        def loss_fn(p):
+            v = {"params": {**g_vars["params"], "mapping": p}, "buffers": g_vars["buffers"]}
+            return distance(setup.G.apply(v, z, method=Generator.map)[:, 0], w_t)
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt = tx.update(grads, opt, params)
+        return optax.apply_updates(params, updates), opt, loss
+
+    key = jax.random.PRNGKey(setup.config.seed + 2)
+    for i in range(ts.steps):
+        key, sub = jax.random.split(key)
+        params, opt, loss = step(params, opt, sub)
+        if i % 500 == 0 or i == ts.steps - 1:
+            writer.write_scalars(i, {f"two_stage/{ts.loss}": float(loss)})
+    return {"params": {**g_vars["params"], "mapping": params}, "buffers": g_vars["buffers"]}
+
+
+# ---------------------------------------------------------------------------------------
+# Samples and exports
+
+
+def make_sampler(setup: Setup):
+    """Jitted (g_vars, teacher_vars, z) -> (teacher images or None, student images), const noise."""
+    @jax.jit
+    def sample(g_vars, teacher_vars, z):
+        student = setup.G.apply(g_vars, z, noise_mode="const")
+        teacher = setup.T.apply(teacher_vars, z, noise_mode="const") if setup.T is not None else None
+        return teacher, student
+    return sample
+
+
+def sample_grid(teacher, student) -> np.ndarray:
+    """A uint8 grid: a teacher row above a student row (or student images only)."""
+    rows = [np.asarray(student)] if teacher is None else [np.asarray(teacher), np.asarray(student)]
+    batch = np.concatenate(rows)
+    return images.grid(images.to_uint8(batch), columns=len(rows[-1]), pad=2)
+
+
+def export_student(workdir: str, setup: Setup, state: TrainState) -> None:
+    """Write the student as a generator checkpoint `generate` loads (EMA as g_ema)."""
+    host = jax.tree_util.tree_map(np.asarray, jax.device_get(
+        {"g_ema": {"params": state.g_ema, "buffers": state.g["buffers"]}, "g": state.g, "d": state.d}))
+    checkpoint.save(os.path.join(workdir, "student"), host, setup.g_cfg, setup.d_cfg, overwrite=True,
+                    step=int(state.step), teacher=setup.config.teacher or None)
+
+
+# ---------------------------------------------------------------------------------------
+# The loop
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+    config_lib.validate(config)
+    workdir = os.path.abspath(workdir)
+    mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+    if config.batch_size % (mesh.shape["data"]) or config.batch_size % jax.process_count():
+        raise ValueError(f"config.batch_size={config.batch_size} must divide evenly over the "
+                         f"{mesh.shape['data']} data-parallel devices and {jax.process_count()} processes")
+    is_main = jax.process_index() == 0
+    writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+
+    setup, g_vars, d_key, consts = build(config)
+    _print_networks(setup, consts)
+    manager = ocp.CheckpointManager(
+        os.path.join(workdir, "checkpoints"),
+        options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+    abstract = jax.eval_shape(lambda: init_state(setup, g_vars, d_key))
+    state_sharding = sharding.param_sharding(mesh, abstract)
+    latest = manager.latest_step()
+    if latest is not None:
+        target = jax.tree_util.tree_map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                                        abstract, state_sharding)
+        state = manager.restore(latest, args=ocp.args.StandardRestore(target))
+        logging.info("resumed from %s step %d", manager.directory, latest)
+    else:
+        if config.teacher and config.student.mapping_init == "two_stage":
+            g_vars = pretrain_mapping(setup, g_vars, consts["teacher"], writer)
+        state = jax.device_put(init_state(setup, g_vars, d_key), state_sharding)
+    consts = jax.device_put(consts, sharding.replicated(mesh))
+
+    step_fn = jax.jit(lambda state, real, consts: train_step(state, real, consts, setup),
+                      in_shardings=(state_sharding, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
+                      out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=(0,))
+    sampler = make_sampler(setup)
+    sample_z = jnp.asarray(np.concatenate([np.random.RandomState(s).randn(1, setup.g_cfg.z_dim)
+                                           for s in config.sample_seeds]), jnp.float32)
+
+    start = int(state.step)
+    local_batch = config.batch_size // jax.process_count()
+    data = input_pipeline.make_dataset(config.data.source, setup.d_cfg.resolution, local_batch,
+                                       seed=config.seed, start_step=start,
+                                       process_index=jax.process_index(),
+                                       process_count=jax.process_count(), flip=config.data.flip)
+    report = periodic_actions.ReportProgress(num_train_steps=config.total_steps, writer=writer,
+                                             every_steps=config.log_every_steps)
+    pending, last_log, last_log_time = [], start, time.time()
+    for step in range(start, config.total_steps):
+        real = sharding.global_batch(mesh, next(data))
+        state, metrics = step_fn(state, real, consts)
+        pending.append(metrics)
+        done = step + 1
+        report(done)
+        is_last = done == config.total_steps
+        if done % config.log_every_steps == 0 or is_last or done % config.checkpoint_every_steps == 0:
+            _check_finite(pending, done, manager)
+            host = jax.device_get(pending)
+            summary = {k: float(np.nanmean([m[k] for m in host])) for k in host[-1]
+                       if k != "finite" and not np.all(np.isnan([m[k] for m in host]))}
+            now = time.time()
+            summary["images_per_sec"] = (done - last_log) * config.batch_size / max(now - last_log_time, 1e-9)
+            writer.write_scalars(done, summary)
+            pending, last_log, last_log_time = [], done, now
+        if done % config.sample_every_steps == 0 or is_last:
+            teacher_img, student_img = sampler({"params": state.g_ema, "buffers": state.g["buffers"]},
+                                               consts.get("teacher"), sample_z)
+            writer.write_images(done, {"samples/teacher_over_student": sample_grid(teacher_img, student_img)[None]})
+        if done % config.checkpoint_every_steps == 0 or is_last:
+            manager.save(done, args=ocp.args.StandardSave(state))
+            manager.wait_until_finished()
+            export_student(workdir, setup, state)
+    writer.flush()
+    manager.wait_until_finished()
+    manager.close()
+    return state
+
+
+def _check_finite(pending, step: int, manager) -> None:
+    """Stop on a NaN/Inf loss before anything is saved; the last good checkpoint stays intact."""
+    bad = [i for i, m in enumerate(pending) if not bool(m["finite"])]
+    if bad:
+        first = step - len(pending) + bad[0] + 1
+        last_good = manager.latest_step()
+        raise FloatingPointError(
+            f"non-finite loss at step {first}; training stopped. The last good checkpoint "
+            f"(step {last_good}) is intact: lower config.lr or check the data, then rerun the "
+            f"same command to resume from it.")
+
+
+def _print_networks(setup: Setup, consts) -> None:
+    g_params = count_params(jax.eval_shape(lambda: init_generator(setup.g_cfg, jax.random.PRNGKey(0)))["params"])
+    lines = [f"generator  {setup.g_cfg.resolution}px channels {list(setup.g_cfg.channels)} "
+             f"kernel {setup.g_cfg.kernel_size}: {g_params / 1e6:.2f}M params"]
+    if setup.teacher_cfg is not None:
+        t_params = count_params(consts["teacher"]["params"])
+        lines.append(f"teacher    {t_params / 1e6:.2f}M params (compression {t_params / g_params:.1f}x)")
+    for line in lines:
+        logging.info(line)
+        print(line, flush=True)
