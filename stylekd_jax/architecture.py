@@ -216,3 +216,19 @@ def generator_macs(cfg: GeneratorConfig) -> int:
         c_last = layers[-1][1]
         total += cfg.w_dim * c_last + c_last * cfg.img_channels * res * res  # torgb
     return total
+
+
+def discriminator_macs(cfg: DiscriminatorConfig) -> int:
+    """Multiply-accumulates per image of the residual discriminator (downsampling convs count
+    at their stride-2 output resolution)."""
+    ch = cfg.channels_dict
+    total = 0
+    res = cfg.resolution
+    while res > 4:
+        c, c_next, half = ch[res], ch[res // 2], (res // 2) ** 2
+        if res == cfg.resolution:
+            total += cfg.img_channels * c * res * res               # fromrgb
+        total += 9 * c * c * res * res + 9 * c * c_next * half + c * c_next * half
+        res //= 2
+    c4 = ch[4]
+    return total + 9 * (c4 + cfg.mbstd_num_channels) * c4 * 16 + 16 * c4 * c4 + c4

@@ -6,7 +6,10 @@ plain data parallelism; a larger 'model' axis shards every big array along its l
 divisible dimension (FSDP-style), which XLA turns into all-gathers where the math needs them.
 """
 
+import collections
+import itertools
 import math
+from typing import Iterator
 
 import jax
 import numpy as np
@@ -62,3 +65,17 @@ def param_sharding(mesh: Mesh, tree):
 def global_batch(mesh: Mesh, local_batch: np.ndarray) -> jax.Array:
     """This process's slice of the batch -> one global array sharded over 'data'."""
     return jax.make_array_from_process_local_data(batch_sharding(mesh), local_batch)
+
+
+def prefetch_to_mesh(batches: Iterator[np.ndarray], mesh: Mesh, size: int = 2) -> Iterator[jax.Array]:
+    """Global batch arrays `size` steps ahead, so host-to-device copies overlap the running step."""
+    queue: collections.deque = collections.deque()
+
+    def enqueue(n: int) -> None:
+        for local in itertools.islice(batches, n):
+            queue.append(global_batch(mesh, local))
+
+    enqueue(size)
+    while queue:
+        yield queue.popleft()
+        enqueue(1)

@@ -421,11 +421,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                                        seed=config.seed, start_step=start,
                                        process_index=jax.process_index(),
                                        process_count=jax.process_count(), flip=config.data.flip)
+    print(input_pipeline.describe(config.data.source), flush=True)
+    batches = sharding.prefetch_to_mesh(data, mesh)
     report = periodic_actions.ReportProgress(num_train_steps=config.total_steps, writer=writer,
                                              every_steps=config.log_every_steps)
     pending, last_log, last_log_time = [], start, time.time()
     for step in range(start, config.total_steps):
-        real = sharding.global_batch(mesh, next(data))
+        real = next(batches)
         state, metrics = step_fn(state, real, consts)
         pending.append(metrics)
         done = step + 1

@@ -105,3 +105,14 @@ def test_two_processes_equal_one_process(tmp_path, tiny_teacher, tiny_data, sing
     run_main(tmp_path, tiny_overrides(tiny_teacher, tiny_data),
              env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}, processes=2)
     assert_trees_close(student_params(tmp_path), single_device_run)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_teacher, tiny_data):
+    run_main(tmp_path, tiny_overrides(tiny_teacher, tiny_data, total_steps=2))
+    env = dict(os.environ)
+    cmd = [sys.executable, "-m", "stylekd_jax.main", "--config", CONFIG, "--workdir", str(tmp_path)]
+    cmd += as_flags(tiny_overrides(tiny_teacher, tiny_data, total_steps=4, **{"loss.gan": float("nan")}))
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 2
+    assert "non-finite loss at step 3" in result.stderr and "(step 2) is intact" in result.stderr
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]

@@ -2,6 +2,7 @@
 
     python tools/convert_torch_weights.py stylegan2-ffhq-256.pkl teacher/      # NVlabs pickle
     python tools/convert_torch_weights.py 256px_full_size.pt teacher_rosi/      # rosinality / StyleKD / CAGAN
+    python tools/convert_torch_weights.py pt_inception-2015-12-05-6726825d.pth fid/   # FID Inception
 
 The file is read through an allow-list of pickle globals: nothing in it is executed.
 The output directory holds `architecture.json` and the weights (orbax), ready for
@@ -15,6 +16,7 @@ import time
 
 from stylekd_jax import checkpoint
 from stylekd_jax.architecture import count_params, sequence_str
+from stylekd_jax.convert import inception
 from stylekd_jax.convert.stylegan2 import convert_file
 from stylekd_jax.convert.torch_files import CheckpointError
 
@@ -38,6 +40,23 @@ def summary(converted, source: str) -> str:
     return "\n".join(lines)
 
 
+def convert_inception(args, start: float) -> int:
+    """FID Inception-v3 (pytorch-fid .pth / NVlabs TorchScript .pt) -> OUTDIR/inception.npz."""
+    try:
+        converted = inception.convert_file(args.source)
+        npz = inception.save(args.outdir, converted, args.source, overwrite=args.overwrite)
+    except (CheckpointError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"source      {args.source} ({converted.source_format})")
+    print(f"inception   FID Inception-v3, pool3 2048 features, "
+          f"{count_params(converted.params) / 1e6:.3f}M parameters")
+    for note in converted.notes:
+        print(f"note        {note}")
+    print(f"wrote {npz} in {time.time() - start:.1f} s")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("source", help="NVlabs .pkl or rosinality/StyleKD/CAGAN .pt file")
@@ -45,6 +64,8 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
     args = parser.parse_args(argv)
     start = time.time()
+    if inception.looks_like_inception(args.source):
+        return convert_inception(args, start)
     try:
         converted = convert_file(args.source)
         checkpoint.save(args.outdir, converted.networks, converted.generator,

@@ -1,0 +1,119 @@
+"""Distillation step throughput: steps/s, images/s and achieved FLOP/s vs the measured peak.
+
+    python -m stylekd_jax.benchmarks.distill                        # 256px config-f teacher, keep 0.3, batch 16
+    python -m stylekd_jax.benchmarks.distill --resolution 64 --batch 8   # a quick run on a CPU
+
+Times the trainer's own jitted step (D step + G step with L1, LPIPS, LD-KL, GAN; the lazy R1
+and path-length phases at their real 1/16 and 1/4 rates) on random weights and random
+images. FLOPs per step are counted from the architectures (2 x multiply-accumulates):
+  teacher forward on the 2B batch [w, w + offset];
+  student forward on 2B, backward ~2x forward; student forward on B for the D step;
+  discriminator forward + backward (3x) on 2B in the D step, forward + input-gradient (2x) on B
+  in the G step; LPIPS-VGG16 forward on 2B and input-gradient (1x) on B;
+  R1 (~4x D forward on B) / 16 and path length (~4x student forward on B/2) / 4, amortised.
+"""
+
+import argparse
+import os
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stylekd_jax import checkpoint, sharding
+from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig, discriminator_macs, generator_macs
+from stylekd_jax.benchmarks.common import device_description, measured_peak_flops
+from stylekd_jax.config import base_config
+from stylekd_jax.networks.generator import init_generator
+from stylekd_jax.train import build, init_state, train_step
+
+# VGG16 conv widths per stage (LPIPS uses all 13 convs of `features`).
+VGG16 = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+
+
+def vgg16_macs(size: int) -> int:
+    total, c_in = 0, 3
+    for stage, widths in enumerate(VGG16):
+        pixels = (size // 2 ** stage) ** 2
+        for c_out in widths:
+            total += 9 * c_in * c_out * pixels
+            c_in = c_out
+    return total
+
+
+def step_flops(config, teacher: GeneratorConfig, student: GeneratorConfig, d: DiscriminatorConfig) -> dict:
+    b = config.batch_size
+    lpips_size = min(config.loss.lpips_size, teacher.resolution)
+    t, s, dm, v = generator_macs(teacher), generator_macs(student), discriminator_macs(d), vgg16_macs(lpips_size)
+    macs = {
+        "teacher fwd (2B)": 2 * b * t,
+        "student fwd+bwd (2B) + fwd (B, D step)": 3 * 2 * b * s + b * s,
+        "discriminator": 3 * 2 * b * dm + 2 * b * dm,
+        "LPIPS VGG16": 2 * b * v + b * v,
+        "R1 / 16 + path length / 4": 4 * b * dm / config.r1_interval + 4 * (b // 2) * s / config.pl_interval,
+    }
+    return {k: 2.0 * m for k, m in macs.items()}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--keep-ratio", type=float, default=0.3)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--steps", type=int, default=32, help="timed steps (after compilation)")
+    args = parser.parse_args(argv)
+
+    teacher = GeneratorConfig.teacher(args.resolution)
+    with tempfile.TemporaryDirectory() as tmp:
+        teacher_dir = os.path.join(tmp, "teacher")
+        checkpoint.save(teacher_dir, {"g_ema": init_generator(teacher, jax.random.PRNGKey(0))}, teacher,
+                        DiscriminatorConfig.teacher(args.resolution))
+        config = base_config()
+        config.update_from_flattened_dict({
+            "teacher": teacher_dir, "data.source": "folder:unused", "batch_size": args.batch,
+            "student.keep_ratio": args.keep_ratio, "dtype": args.dtype,
+            "loss.ld_layers": tuple(i for i in (2, 3, 4, 5) if 4 * 2 ** i <= args.resolution)})
+        setup, g_vars, d_key, consts = build(config)
+    mesh = sharding.make_mesh()
+    state = init_state(setup, g_vars, d_key)
+    state_sharding = sharding.param_sharding(mesh, state)
+    state = jax.device_put(state, state_sharding)
+    consts = jax.device_put(consts, sharding.replicated(mesh))
+    step = jax.jit(lambda st, real, c: train_step(st, real, c, setup),
+                   in_shardings=(state_sharding, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
+                   out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=(0,))
+    real = sharding.global_batch(mesh, np.random.RandomState(0).uniform(
+        -1, 1, (args.batch, args.resolution, args.resolution, 3)).astype(np.float32))
+
+    print(f"device: {device_description()}")
+    start = time.perf_counter()
+    state, metrics = step(state, real, consts)
+    jax.block_until_ready(metrics)
+    print(f"compile + first step: {time.perf_counter() - start:.1f} s")
+    for _ in range(min(3, args.steps)):   # warm-up, includes an R1 and a PL step
+        state, metrics = step(state, real, consts)
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        state, metrics = step(state, real, consts)
+    jax.block_until_ready(metrics)
+    seconds = (time.perf_counter() - start) / args.steps
+
+    flops = step_flops(config, teacher, setup.g_cfg, setup.d_cfg)
+    total = sum(flops.values())
+    peak = measured_peak_flops(jnp.dtype(args.dtype))
+    print(f"teacher {args.resolution}px config-f -> student {list(setup.g_cfg.channels)}, "
+          f"batch {args.batch}, {args.dtype}")
+    for name, f in flops.items():
+        print(f"  {name:42s} {f / 1e9:10.1f} GFLOP/step")
+    print(f"  {'total':42s} {total / 1e9:10.1f} GFLOP/step")
+    print(f"steps/s {1 / seconds:.3f}   images/s {args.batch / seconds:.2f}   "
+          f"{total / seconds / 1e9:.1f} GFLOP/s = {total / seconds / peak:.1%} of the measured peak "
+          f"({peak / 1e9:.0f} GFLOP/s)")
+
+
+if __name__ == "__main__":
+    main()
