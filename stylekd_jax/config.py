@@ -96,6 +96,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.log_every_steps = 50
     c.sample_every_steps = 1000
     c.sample_seeds = (0, 1, 2, 3, 4, 5, 6, 7)
+
+    # Periodic evaluation of the EMA student (metric names as `python -m stylekd_jax.evaluate`).
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every_steps = 0              # 0: off
+    c.eval.metrics = "consistency"      # e.g. "consistency,fid10k,ppl_wend"
+    c.eval.inception = ""               # converted Inception weights, for fid/kid
+    c.eval.fid_protocol = "stylekd"
+    c.eval.ppl_samples = 2000
+    c.eval.consistency_samples = 1000
+    c.eval.batch = 16
     c.lock()
     return c
 
@@ -141,6 +151,19 @@ def validate(c: ml_collections.ConfigDict) -> None:
             fail(key, f"must be >= 1, got {c[key]}")
     if c.pl_weight > 0 and c.batch_size % c.pl_batch_shrink:
         fail("pl_batch_shrink", f"must divide batch_size={c.batch_size}")
+    if c.eval.every_steps:
+        from stylekd_jax.evaluate import parse_metrics
+        try:
+            names = parse_metrics(c.eval.metrics)
+        except Exception as e:   # argparse's type error
+            fail("eval.metrics", str(e))
+        if "consistency" in names and not c.teacher:
+            fail("eval.metrics", "consistency needs a teacher (plain training has none)")
+        if any(n.startswith(("fid", "kid")) for n in names) and not c.eval.inception:
+            fail("eval.inception", "fid/kid need converted Inception weights")
+        if "psnr" in names:
+            fail("eval.metrics", "psnr (projection) is too slow for periodic evaluation; run "
+                 "python -m stylekd_jax.evaluate on the exported student")
     if not 0 <= c.ema_decay < 1:
         fail("ema_decay", f"must be in [0, 1), got {c.ema_decay}")
     if not c.teacher:

