@@ -244,7 +244,8 @@ def train_step(state: TrainState, real: jax.Array, consts, s: Setup):
 
 
 def build(config) -> tuple[Setup, dict, dict, dict]:
-    """(Setup, initial generator variables, teacher variables or None, consts for the step)."""
+    """(Setup, initial student/generator variables, D init key, consts: the step's constant inputs
+    {'teacher', 'directions', 'lpips'})."""
     key = jax.random.PRNGKey(config.seed)
     k_g, k_d = jax.random.split(key)
     teacher_cfg = teacher_vars = None

@@ -117,3 +117,35 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_teache
     assert result.returncode == 2
     assert "non-finite loss at step 3" in result.stderr and "(step 2) is intact" in result.stderr
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
+
+
+def test_two_stage_mapping_mimic_fits_the_teacher_mapping(tiny_teacher, tiny_data):
+    """Table 2's two-stage initialisation: a random (here narrower) mapping learns S_t."""
+    from stylekd_jax.config import base_config
+    from stylekd_jax.train import build, pretrain_mapping
+
+    class Writer:
+        def __init__(self):
+            self.values = []
+
+        def write_scalars(self, step, scalars):
+            self.values.append(scalars["two_stage/l1"])
+
+    config = base_config()
+    config.update_from_flattened_dict(tiny_overrides(tiny_teacher, tiny_data, **{
+        "student.mapping_init": "two_stage", "student.mapping_features": (12, 16),
+        "student.two_stage.steps": 300, "student.two_stage.batch_size": 256,
+        "student.two_stage.lr": 0.5}))
+    setup, g_vars, _, consts = build(config)
+    z = np.random.RandomState(5).randn(512, 16).astype(np.float32)
+
+    def mapping_l1(variables):
+        w_s = setup.G.apply(variables, z, method=Generator.map)[:, 0]
+        w_t = setup.T.apply(consts["teacher"], z, method=Generator.map)[:, 0]
+        return float(np.mean(np.abs(np.asarray(w_s) - np.asarray(w_t))))
+
+    writer = Writer()
+    before = mapping_l1(g_vars)
+    after = mapping_l1(pretrain_mapping(setup, g_vars, consts["teacher"], writer))
+    assert after < 0.5 * before, (before, after)
+    assert writer.values[-1] < writer.values[0]
