@@ -449,8 +449,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                                                consts.get("teacher"), sample_z)
             writer.write_images(done, {"samples/teacher_over_student": sample_grid(teacher_img, student_img)[None]})
         if done % config.checkpoint_every_steps == 0 or is_last:
-            manager.save(done, args=ocp.args.StandardSave(state))
-            manager.wait_until_finished()
+            manager.save(done, args=ocp.args.StandardSave(state))   # async: training goes on
             export_student(workdir, setup, state)
         if config.eval.every_steps and (done % config.eval.every_steps == 0 or is_last):
             writer.write_scalars(done, run_evaluation(setup, state, consts, config))
