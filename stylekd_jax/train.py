@@ -30,6 +30,7 @@ from clu import metric_writers, periodic_actions
 
 from stylekd_jax import checkpoint, config as config_lib, evaluate, images, input_pipeline, losses, sharding
 from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig, count_params
+from stylekd_jax.generate import seed_latents
 from stylekd_jax.lpips import load_params as load_lpips_params, lpips_fn
 from stylekd_jax.networks import Discriminator, Generator
 from stylekd_jax.networks.generator import init_generator
@@ -414,8 +415,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                       in_shardings=(state_sharding, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
                       out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=(0,))
     sampler = make_sampler(setup)
-    sample_z = jnp.asarray(np.concatenate([np.random.RandomState(s).randn(1, setup.g_cfg.z_dim)
-                                           for s in config.sample_seeds]), jnp.float32)
+    sample_z = jnp.asarray(seed_latents(list(config.sample_seeds), setup.g_cfg.z_dim))
 
     start = int(state.step)
     local_batch = config.batch_size // jax.process_count()
