@@ -11,7 +11,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from stylekd_jax.ops.bias_act import bias_act
 from stylekd_jax.ops.upfirdn2d import filter2d, setup_filter
