@@ -1,18 +1,12 @@
 #!/usr/bin/env bash
-# The README's first command: sets up .venv and runs the demo on the embedded default.
-# Until the distillation demo (configs/demo.py) lands, the demo builds the 256px StyleKD
-# student architecture with random weights, generates a grid from seeds 0-15 and measures
-# generator throughput on this machine.
+# The README's first command: sets up .venv on first use, then runs configs/demo.py: writes a
+# procedural dataset, trains a small StyleGAN2 teacher on it, distils a >4x smaller student with
+# StyleKD, evaluates both and writes WORKDIR/report.md (about 12 minutes on a 2-core CPU).
+#   bash launch/demo.sh [WORKDIR] [--config.KEY=VALUE ...]      (WORKDIR defaults to runs/demo)
+# Rerunning reuses what is done (dataset, teacher, checkpoints).
+set -euo pipefail
+workdir="runs/demo"
+if [ $# -gt 0 ] && [[ "$1" != --* ]]; then workdir="$1"; shift; fi
+[[ "$workdir" = /* ]] || workdir="$PWD/$workdir"     # env.sh changes to the repository root
 source "$(dirname "$0")/env.sh"
-workdir="${1:-runs/demo}"
-python - "$workdir" <<'PY'
-import sys, jax
-from stylekd_jax import checkpoint
-from stylekd_jax.benchmarks.generator import MODELS
-from stylekd_jax.networks.generator import init_generator
-cfg = MODELS["student-256"]
-checkpoint.save(f"{sys.argv[1]}/student_random_init", {"g_ema": init_generator(cfg, jax.random.PRNGKey(0))},
-                cfg, overwrite=True, source={"format": "random init (demo)"})
-PY
-python -m stylekd_jax.generate --checkpoint "$workdir/student_random_init" --seeds 0-15 --outdir "$workdir/images"
-python -m stylekd_jax.benchmarks.generator --models teacher-256,student-256 --batch 8
+exec python -m stylekd_jax.main --config configs/demo.py --workdir "$workdir" "$@"

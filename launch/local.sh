@@ -7,5 +7,7 @@ if [ $# -lt 2 ]; then
   echo "usage: bash launch/local.sh CONFIG WORKDIR [--config.KEY=VALUE ...]" >&2; exit 2
 fi
 config="$1"; workdir="$2"; shift 2
+[[ "$config" = /* ]] || config="$PWD/$config"        # env.sh changes to the repository root
+[[ "$workdir" = /* ]] || workdir="$PWD/$workdir"
 source "$(dirname "$0")/env.sh"
 exec python -m stylekd_jax.main --config "$config" --workdir "$workdir" "$@"

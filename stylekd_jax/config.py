@@ -8,6 +8,9 @@ locked, so a misspelt key fails at start with ml_collections' message naming it,
 Two modes share one trainer:
   * distillation (`teacher` set): StyleKD, a student learns from a converted teacher;
   * plain StyleGAN2 training (`teacher` empty): `generator` describes the network.
+`python -m stylekd_jax.main` can chain them (see pipeline.py): with `teacher` empty and
+`teacher_training.total_steps` > 0 it first trains `generator` as the teacher, then distils
+from it; `variants` runs the config several times with overrides and tabulates the results.
 """
 
 import ml_collections
@@ -20,6 +23,13 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.teacher = ""                      # converted teacher checkpoint dir; empty = plain training
+    # Train the teacher first: with `teacher` empty and this > 0, `generator` is trained plainly
+    # on the same data for this many steps in WORKDIR/teacher, then distilled from.
+    c.teacher_training = ml_collections.ConfigDict()
+    c.teacher_training.total_steps = 0
+    # Variants of this config, {name: {nested overrides}}: each runs in WORKDIR/NAME (sharing the
+    # data and the trained teacher) and the report tabulates them. Empty: one run in WORKDIR.
+    c.variants = ml_collections.ConfigDict()
     c.total_steps = 450_000
     c.batch_size = 16                   # global batch (all devices, all processes)
     c.dtype = "float32"                 # compute dtype of G and D convolutions: float32 | bfloat16
@@ -79,10 +89,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.adam_b2 = 0.99
     c.adam_eps = 1e-8
     c.ema_decay = 0.5 ** (32 / 10_000)  # StyleKD: 0.5 ** (32 / (10 * 1000)) per step
+    c.ema_rampup = ml_collections.FieldReference(None, field_type=float)  # NVlabs ema_rampup (e.g.
+    #                                     0.05): the EMA half-life is at most rampup x images seen
 
     # Data.
     c.data = ml_collections.ConfigDict()
     c.data.source = ""                  # folder:/path | zip:/path.zip | tfds:name[/config][:split]
+    #                                     | shapes:N (N procedural scenes, written to WORKDIR/data)
     c.data.flip = True
 
     # Devices: mesh axes 'data' (batch) and 'model' (shards large params / optimizer state).
@@ -97,10 +110,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.sample_every_steps = 1000
     c.sample_seeds = (0, 1, 2, 3, 4, 5, 6, 7)
 
-    # Periodic evaluation of the EMA student (metric names as `python -m stylekd_jax.evaluate`).
+    # Evaluation of the EMA student (metric names as `python -m stylekd_jax.evaluate`).
     c.eval = ml_collections.ConfigDict()
-    c.eval.every_steps = 0              # 0: off
-    c.eval.metrics = "consistency"      # e.g. "consistency,fid10k,ppl_wend"
+    c.eval.metrics = ""                 # e.g. "consistency,fid10k,ppl_wend"; empty: no evaluation
+    c.eval.every_steps = 0              # also every N steps; 0: only at the end of the run
     c.eval.inception = ""               # converted Inception weights, for fid/kid
     c.eval.fid_protocol = "stylekd"
     c.eval.ppl_samples = 2000
@@ -151,13 +164,15 @@ def validate(c: ml_collections.ConfigDict) -> None:
             fail(key, f"must be >= 1, got {c[key]}")
     if c.pl_weight > 0 and c.batch_size % c.pl_batch_shrink:
         fail("pl_batch_shrink", f"must divide batch_size={c.batch_size}")
-    if c.eval.every_steps:
+    if c.eval.every_steps < 0:
+        fail("eval.every_steps", f"must be >= 0, got {c.eval.every_steps}")
+    if c.eval.metrics:
         from stylekd_jax.evaluate import parse_metrics
         try:
             names = parse_metrics(c.eval.metrics)
         except Exception as e:   # argparse's type error
             fail("eval.metrics", str(e))
-        if "consistency" in names and not c.teacher:
+        if "consistency" in names and not (c.teacher or c.teacher_training.total_steps):
             fail("eval.metrics", "consistency needs a teacher (plain training has none)")
         if any(n.startswith(("fid", "kid")) for n in names) and not c.eval.inception:
             fail("eval.inception", "fid/kid need converted Inception weights")
@@ -166,7 +181,16 @@ def validate(c: ml_collections.ConfigDict) -> None:
                  "python -m stylekd_jax.evaluate on the exported student")
     if not 0 <= c.ema_decay < 1:
         fail("ema_decay", f"must be in [0, 1), got {c.ema_decay}")
-    if not c.teacher:
+    if c.ema_rampup is not None and c.ema_rampup <= 0:
+        fail("ema_rampup", f"must be > 0 (or None: off), got {c.ema_rampup}")
+    if c.teacher and c.teacher_training.total_steps:
+        fail("teacher_training.total_steps", f"trains a teacher, but config.teacher={c.teacher!r} "
+             "is already given; set one of them")
+    if c.teacher_training.total_steps < 0:
+        fail("teacher_training.total_steps", f"must be >= 0, got {c.teacher_training.total_steps}")
+    if c.data.source.startswith("shapes:") and not c.data.source[len("shapes:"):].isdigit():
+        fail("data.source", f"shapes:N needs a number of images, got {c.data.source!r}")
+    if not c.teacher and not c.teacher_training.total_steps:
         distill_only = [k for k in ("l1", "lpips", "ld", "w_l1") if c.loss[k]]
         if distill_only:
             fail("teacher", f"is empty (plain StyleGAN2 training) but distillation losses "

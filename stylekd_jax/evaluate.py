@@ -8,6 +8,8 @@ Metric names:
   fid50k, fid10k, fidN       FID with 50 000 / 10 000 / N generated images against all real images
                              (the real statistics are cached per dataset and protocol);
   kid50k, kidN               KID from the same features (computed together with fid when both asked);
+  fdvgg2k, fdvggN            Frechet distance on LPIPS-VGG16 features (needs no Inception weights;
+                             ranks generators like FID but is on another scale, see lpips.py);
   ppl_wend, ppl_wfull        NVlabs PPL in W (epsilon 1e-4, / epsilon^2), `--ppl-samples` pairs;
   ppl_wend_stylekd, ...      StyleKD's variant (no / epsilon^2, independent noise), for comparison;
   psnr                       PSNR (float) and LPIPS of projections of `--targets` images;
@@ -54,9 +56,9 @@ def progress_printer(name: str) -> Callable[[int, int], None]:
 def parse_metrics(text: str) -> list[str]:
     names = [m.strip() for m in text.split(",") if m.strip()]
     for name in names:
-        if not re.fullmatch(r"(fid|kid)\d+k?|ppl_w(end|full)(_stylekd)?|psnr|consistency", name):
+        if not re.fullmatch(r"(fid|kid|fdvgg)\d+k?|ppl_w(end|full)(_stylekd)?|psnr|consistency", name):
             raise argparse.ArgumentTypeError(
-                f"unknown metric {name!r}: use fid50k, kid50k, ppl_wend, ppl_wfull, "
+                f"unknown metric {name!r}: use fid50k, kid50k, fdvgg2k, ppl_wend, ppl_wfull, "
                 f"ppl_wend_stylekd, psnr, consistency (see --help)")
     return names
 
@@ -70,9 +72,8 @@ def sample_count(name: str) -> int:
 # FID / KID
 
 
-def generated_features(G, g_vars, inception_params, num: int, batch: int, protocol: str, seed: int,
-                       progress) -> np.ndarray:
-    from stylekd_jax.inception import features
+def generated_features(G, g_vars, featurize, num: int, batch: int, seed: int, progress) -> np.ndarray:
+    """`featurize(images)` of `num` images of G (random noise), z from (seed, batch start)."""
     generate = jax.jit(lambda v, z, k: G.apply(v, z, noise_mode="random", rngs={"noise": k}))
     rows = []
     for start in range(0, num, batch):
@@ -80,18 +81,17 @@ def generated_features(G, g_vars, inception_params, num: int, batch: int, protoc
         key = jax.random.fold_in(jax.random.PRNGKey(seed), start)
         z = jax.random.normal(key, (batch, G.cfg.z_dim))
         images = generate(g_vars, z, key)
-        rows.append(np.asarray(features(inception_params, images, protocol))[:n])
+        rows.append(np.asarray(featurize(images))[:n])
         progress(start + n, num)
     return np.concatenate(rows)
 
 
-def real_statistics(source: str, resolution: int, inception_params, protocol: str, batch: int,
+def real_statistics(source: str, resolution: int, featurize, feature_key: str, batch: int,
                     cache_dir: str, progress, keep_features: bool):
-    """Feature statistics of every real image once (no flips), cached by dataset + protocol."""
-    from stylekd_jax.inception import features
+    """Feature statistics of every real image once (no flips), cached by dataset + features."""
     from stylekd_jax.metrics import FeatureStats
     total = len(input_pipeline.open_source(source))
-    key = f"{source}|{resolution}|{protocol}|{total}"
+    key = f"{source}|{resolution}|{feature_key}|{total}"
     path = os.path.join(cache_dir, hashlib.sha1(key.encode()).hexdigest()[:16] + ".npz")
     if os.path.isfile(path) and not keep_features:
         return FeatureStats.load(path, key=key)
@@ -101,7 +101,7 @@ def real_statistics(source: str, resolution: int, inception_params, protocol: st
         done = 0
         while done < total:
             images = next(data)[: total - done]   # the last batch would wrap into epoch 2
-            stats.update(np.asarray(features(inception_params, images, protocol)))
+            stats.update(np.asarray(featurize(images)))
             done += len(images)
             progress(done, total)
     finally:
@@ -111,21 +111,26 @@ def real_statistics(source: str, resolution: int, inception_params, protocol: st
     return stats
 
 
-def fid_and_kid(names, G, g_vars, args) -> dict:
-    from stylekd_jax.inception import load_params
-    from stylekd_jax.metrics import FeatureStats, frechet_distance, kid
+def _need_data(args, what: str) -> None:
     if not args.data:
-        raise ValueError("FID/KID need real images: pass --data folder:/path (or zip:, tfds:)")
+        raise ValueError(f"{what} needs real images: pass --data folder:/path (or zip:, tfds:)")
+
+
+def fid_and_kid(names, G, g_vars, args) -> dict:
+    from stylekd_jax.inception import features, load_params
+    from stylekd_jax.metrics import FeatureStats, frechet_distance, kid
+    _need_data(args, "FID/KID")
     if not args.inception:
         raise ValueError("FID/KID need Inception weights: pass --inception DIR (convert "
                          "pt_inception-2015-12-05-6726825d.pth with tools/convert_torch_weights.py)")
     params = load_params(args.inception)
+    featurize = lambda images: features(params, images, args.fid_protocol)  # noqa: E731
     want_kid = any(n.startswith("kid") for n in names)
-    real = real_statistics(args.data, G.cfg.resolution, params, args.fid_protocol, args.batch,
+    real = real_statistics(args.data, G.cfg.resolution, featurize, args.fid_protocol, args.batch,
                            args.cache_dir, progress_printer("real features"), want_kid)
     results = {}
     num = max(sample_count(n) for n in names)
-    fake = generated_features(G, g_vars, params, num, args.batch, args.fid_protocol, args.seed,
+    fake = generated_features(G, g_vars, featurize, num, args.batch, args.seed,
                               progress_printer(f"generated features ({num})"))
     unbiased = args.fid_protocol == "stylekd"
     for name in names:
@@ -137,6 +142,22 @@ def fid_and_kid(names, G, g_vars, args) -> dict:
         else:
             results[name] = kid(real.features, feats)
     return results
+
+
+def fd_vgg(name: str, G, g_vars, args) -> float:
+    """Frechet distance between LPIPS-VGG features of `name`'s count of generated images and of
+    all real images (unbiased covariances)."""
+    from stylekd_jax.lpips import vgg_features_fn
+    from stylekd_jax.metrics import FeatureStats, frechet_distance
+    _need_data(args, name)
+    featurize = vgg_features_fn(load_lpips_params(args.lpips_weights))
+    real = real_statistics(args.data, G.cfg.resolution, featurize, "lpips-vgg16", args.batch,
+                           args.cache_dir, progress_printer("real VGG features"), False)
+    num = sample_count(name)
+    gen = FeatureStats()
+    gen.update(generated_features(G, g_vars, featurize, num, args.batch, args.seed,
+                                  progress_printer(f"generated VGG features ({num})")))
+    return frechet_distance(real.mean, real.cov(True), gen.mean, gen.cov(True))
 
 
 # ---------------------------------------------------------------------------------------
@@ -184,7 +205,9 @@ def run_metrics(names: list[str], G, g_vars, lpips, args, teacher=None) -> dict:
     if fid_names:
         results.update(fid_and_kid(fid_names, G, g_vars, args))
     for name in names:
-        if name.startswith("ppl"):
+        if name.startswith("fdvgg"):
+            results[name] = fd_vgg(name, G, g_vars, args)
+        elif name.startswith("ppl"):
             results[name] = ppl(name, G, g_vars, lpips, args)
         elif name == "psnr":
             results.update(projection_psnr(G, g_vars, lpips, args))

@@ -1,8 +1,9 @@
 """Entry point: `python -m stylekd_jax.main --config configs/X.py --workdir DIR [--config.KEY=VALUE ...]`.
 
-Running the same command again resumes from the last checkpoint in DIR. On a TPU pod or a
-multi-node GPU job every process runs this same command (see launch/); the processes find
-each other through `jax.distributed.initialize()`.
+Runs the config's stages in DIR (pipeline.py: data, optional teacher training, the run or its
+variants, DIR/report.md). Running the same command again resumes from the last checkpoint
+and skips finished stages. On a TPU pod or a multi-node GPU job every process runs this same
+command (see launch/); the processes find each other through `jax.distributed.initialize()`.
 """
 
 import logging as py_logging
@@ -53,9 +54,11 @@ def main(argv) -> None:
         "JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/stylekd_jax/xla")))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     _maybe_initialize_distributed()
-    from stylekd_jax import train  # after distributed init: nothing may touch devices before it
+    from stylekd_jax import pipeline  # after distributed init: nothing may touch devices before it
     try:
-        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        report = pipeline.run(FLAGS.config, FLAGS.workdir)
+        if jax.process_index() == 0:
+            print(f"report: {report}", flush=True)
     except (ValueError, CheckpointNotFoundError, input_pipeline.DataError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

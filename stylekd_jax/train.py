@@ -28,7 +28,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from stylekd_jax import checkpoint, config as config_lib, evaluate, images, input_pipeline, losses, sharding
+from stylekd_jax import checkpoint, config as config_lib, evaluate, images, input_pipeline, losses, run_log, sharding
 from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig, count_params
 from stylekd_jax.generate import seed_latents
 from stylekd_jax.lpips import load_params as load_lpips_params, lpips_fn
@@ -192,6 +192,16 @@ def g_pl_loss(g_params, g_buffers, pl_mean, key, s: Setup):
     return c.pl_weight * c.pl_interval * penalty, (new_mean, {"pl_penalty": penalty, "pl_mean": new_mean})
 
 
+def ema_decay(config, step: jax.Array) -> jax.Array:
+    """Per-step EMA decay; with `ema_rampup` r the half-life is at most r x (images seen so far)
+    (NVlabs: beta = 0.5 ** (batch / min(ema_nimg, cur_nimg * r))), so short runs are not
+    dominated by their first random weights."""
+    if config.ema_rampup is None:
+        return jnp.asarray(config.ema_decay, jnp.float32)
+    ramp = 0.5 ** (1.0 / jnp.maximum(step.astype(jnp.float32) * config.ema_rampup, 1e-8))
+    return jnp.minimum(config.ema_decay, ramp)
+
+
 def train_step(state: TrainState, real: jax.Array, consts, s: Setup):
     """One full iteration; returns (new state, metrics).
 
@@ -230,7 +240,7 @@ def train_step(state: TrainState, real: jax.Array, consts, s: Setup):
         do_pl, pl_phase, lambda o: (*o, nan), (g_params, g_opt, state.pl_mean))
     metrics["pl_mean"] = pl_mean
 
-    g_ema = optax.incremental_update(g_params, state.g_ema, 1.0 - c.ema_decay)
+    g_ema = optax.incremental_update(g_params, state.g_ema, 1.0 - ema_decay(c, state.step))
     # NaN marks a skipped lazy phase; anything else non-finite is a real failure.
     metrics["finite"] = jnp.all(jnp.asarray([
         jnp.isfinite(v) | ((k in ("r1", "pl_penalty")) & jnp.isnan(v)) for k, v in metrics.items()]))
@@ -248,6 +258,11 @@ def build(config) -> tuple[Setup, dict, dict, dict]:
     """(Setup, initial student/generator variables, D init key, consts: the step's constant inputs
     {'teacher', 'directions', 'lpips'})."""
     key = jax.random.PRNGKey(config.seed)
+    if config.teacher:
+        # A student never starts from the initial weights of a teacher trained with this seed
+        # (pipeline.py trains teachers with the same config): with the mapping's lr x0.01 a
+        # "random" mapping would otherwise stay next to the teacher's.
+        key = jax.random.fold_in(key, 1)
     k_g, k_d = jax.random.split(key)
     teacher_cfg = teacher_vars = None
     consts: dict[str, Any] = {}
@@ -391,6 +406,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                          f"{mesh.shape['data']} data-parallel devices and {jax.process_count()} processes")
     is_main = jax.process_index() == 0
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+    if is_main:   # and the same scalars as JSON lines, for reports (run_log.py)
+        writer = metric_writers.MultiWriter([writer, run_log.JsonlWriter(workdir)])
 
     setup, g_vars, d_key, consts = build(config)
     _print_networks(setup, consts)
@@ -428,6 +445,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     report = periodic_actions.ReportProgress(num_train_steps=config.total_steps, writer=writer,
                                              every_steps=config.log_every_steps)
     pending, last_log, last_log_time = [], start, time.time()
+    if start < config.total_steps:
+        print(f"step {start}/{config.total_steps}: compiling the training step (about a minute "
+              f"on a CPU, seconds on a GPU/TPU) ...", flush=True)
     for step in range(start, config.total_steps):
         real = next(batches)
         state, metrics = step_fn(state, real, consts)
@@ -447,31 +467,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         if done % config.sample_every_steps == 0 or is_last:
             teacher_img, student_img = sampler({"params": state.g_ema, "buffers": state.g["buffers"]},
                                                consts.get("teacher"), sample_z)
-            writer.write_images(done, {"samples/teacher_over_student": sample_grid(teacher_img, student_img)[None]})
+            grid = sample_grid(teacher_img, student_img)
+            writer.write_images(done, {"samples/teacher_over_student": grid[None]})
+            if is_main:
+                os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+                images.save_png(os.path.join(workdir, "samples", f"{done:07d}.png"), grid)
         if done % config.checkpoint_every_steps == 0 or is_last:
             manager.save(done, args=ocp.args.StandardSave(state))   # async: training goes on
             export_student(workdir, setup, state)
-        if config.eval.every_steps and (done % config.eval.every_steps == 0 or is_last):
+        periodic = config.eval.every_steps and done % config.eval.every_steps == 0
+        if config.eval.metrics and (periodic or is_last):
             writer.write_scalars(done, run_evaluation(setup, state, consts, config))
-    writer.flush()
+    writer.close()
     manager.wait_until_finished()
     manager.close()
     return state
 
 
 def run_evaluation(setup: Setup, state: TrainState, consts, config) -> dict:
-    """The configured metrics of the EMA student, as {'eval/NAME': value}."""
+    """The configured metrics of the EMA student, as {'eval/NAME': value} (and 'eval/seconds')."""
+    start = time.time()
     e = config.eval
     args = argparse.Namespace(
         data=config.data.source, inception=e.inception, fid_protocol=e.fid_protocol, batch=e.batch,
         seed=0, ppl_samples=e.ppl_samples, ppl_crop=False, consistency_samples=e.consistency_samples,
-        cache_dir=os.path.expanduser("~/.cache/stylekd_jax/fid"), targets=None, json=None)
+        cache_dir=os.path.expanduser("~/.cache/stylekd_jax/fid"), targets=None, json=None,
+        lpips_weights=config.loss.lpips_weights or None)
     lpips_params = consts.get("lpips") or load_lpips_params(config.loss.lpips_weights or None)
     student = jax.device_get({"params": state.g_ema, "buffers": state.g["buffers"]})
     teacher = (setup.T, consts["teacher"]) if setup.T is not None else None
     results = evaluate.run_metrics(evaluate.parse_metrics(e.metrics), setup.G, student,
                                    lpips_fn(lpips_params, resize_to=256), args, teacher)
-    return {f"eval/{k}": v for k, v in results.items()}
+    return {**{f"eval/{k}": v for k, v in results.items()}, "eval/seconds": time.time() - start}
 
 
 def _check_finite(pending, step: int, manager) -> None:
@@ -495,4 +522,3 @@ def _print_networks(setup: Setup, consts) -> None:
         lines.append(f"teacher    {t_params / 1e6:.2f}M params (compression {t_params / g_params:.1f}x)")
     for line in lines:
         logging.info(line)
-        print(line, flush=True)

@@ -6,7 +6,6 @@ tests/torch_reference.py) go through tools/convert_torch_weights.py and
 
 import importlib.util
 import os
-import sys
 
 import numpy as np
 import pytest

@@ -110,3 +110,13 @@ def tiny_gen():
 def lpips16():
     from stylekd_jax.lpips import lpips_fn
     return lpips_fn()
+
+
+def test_face_crop_of_a_1024px_image_is_box_downsampled_by_4_like_nvlabs():
+    from stylekd_jax.metrics.ppl import _crop_and_resize
+    img = np.random.RandomState(0).randn(1, 1024, 1024, 3).astype(np.float32)
+    out = np.asarray(_crop_and_resize(jnp.asarray(img), crop=True, bilinear=False))
+    c = 1024 // 8   # NVlabs: img[:, :, 3c:7c, 2c:6c], then factor = img_resolution // 256 = 4
+    expected = img[:, 3 * c:7 * c, 2 * c:6 * c].reshape(1, 128, 4, 128, 4, 3).mean(axis=(2, 4))
+    assert out.shape == (1, 128, 128, 3)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)

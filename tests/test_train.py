@@ -17,10 +17,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "ffhq256_stylegan2.py")
 
 
-def run_main(workdir, overrides, env_extra=None, processes=1, timeout=900):
+def run_main(workdir, overrides, env_extra=None, processes=1, timeout=900, config=CONFIG):
     """Run `python -m stylekd_jax.main` as a user would; returns the completed process(es)."""
     env = dict(os.environ, **(env_extra or {}))
-    base = [sys.executable, "-m", "stylekd_jax.main", "--config", CONFIG, "--workdir", str(workdir)]
+    base = [sys.executable, "-m", "stylekd_jax.main", "--config", config, "--workdir", str(workdir)]
     base += as_flags(overrides)
     if processes == 1:
         result = subprocess.run(base, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -62,7 +62,7 @@ def test_short_distillation_lowers_teacher_student_l1(tmp_path, tiny_teacher, ti
     from stylekd_jax.config import base_config
     run_main(tmp_path / "run", tiny_overrides(tiny_teacher, tiny_data, total_steps=150, lr=0.01,
                                               log_every_steps=20, checkpoint_every_steps=150,
-                                              sample_every_steps=150, **{"eval.every_steps": 150,
+                                              sample_every_steps=150, **{"eval.metrics": "consistency",
                                               "eval.consistency_samples": 8, "eval.batch": 8}))
     cfg, _, info = checkpoint.read_architecture(str(tmp_path / "run" / "student"))
     _, trained = checkpoint.load_generator(str(tmp_path / "run" / "student"), prefer=("g",))

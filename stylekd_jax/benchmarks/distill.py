@@ -51,7 +51,7 @@ def step_flops(config, teacher: GeneratorConfig, student: GeneratorConfig, d: Di
         "teacher fwd (2B)": 2 * b * t,
         "student fwd+bwd (2B) + fwd (B, D step)": 3 * 2 * b * s + b * s,
         "discriminator": 3 * 2 * b * dm + 2 * b * dm,
-        "LPIPS VGG16": 2 * b * v + b * v,
+        "LPIPS VGG16": (2 * b * v + b * v) if config.loss.lpips > 0 else 0,
         "R1 / 16 + path length / 4": 4 * b * dm / config.r1_interval + 4 * (b // 2) * s / config.pl_interval,
     }
     return {k: 2.0 * m for k, m in macs.items()}
@@ -64,6 +64,8 @@ def main(argv=None) -> None:
     parser.add_argument("--keep-ratio", type=float, default=0.3)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--steps", type=int, default=32, help="timed steps (after compilation)")
+    parser.add_argument("--lpips", type=float, default=3.0,
+                        help="LPIPS loss weight; 0 leaves LPIPS out (to compare with a step without it)")
     args = parser.parse_args(argv)
 
     teacher = GeneratorConfig.teacher(args.resolution)
@@ -74,7 +76,7 @@ def main(argv=None) -> None:
         config = base_config()
         config.update_from_flattened_dict({
             "teacher": teacher_dir, "data.source": "folder:unused", "batch_size": args.batch,
-            "student.keep_ratio": args.keep_ratio, "dtype": args.dtype,
+            "student.keep_ratio": args.keep_ratio, "dtype": args.dtype, "loss.lpips": args.lpips,
             "loss.ld_layers": tuple(i for i in (2, 3, 4, 5) if 4 * 2 ** i <= args.resolution)})
         setup, g_vars, d_key, consts = build(config)
     mesh = sharding.make_mesh()
@@ -109,7 +111,7 @@ def main(argv=None) -> None:
     total = sum(flops.values())
     peak = measured_peak_flops(jnp.dtype(args.dtype))
     print(f"teacher {args.resolution}px config-f -> student {list(setup.g_cfg.channels)}, "
-          f"batch {args.batch}, {args.dtype}")
+          f"batch {args.batch}, {args.dtype}, LPIPS weight {args.lpips}")
     for name, f in flops.items():
         print(f"  {name:42s} {f / 1e9:10.1f} GFLOP/step")
     print(f"  {'total':42s} {total / 1e9:10.1f} GFLOP/step")

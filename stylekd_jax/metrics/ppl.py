@@ -7,7 +7,8 @@ NVlabs (stylegan2-ada-pytorch `metrics/perceptual_path_length.py`), the default 
   images at lerp(w0, w1, t) and lerp(w0, w1, t + eps); both images of a pair get the SAME noise
   (NVlabs re-draws the `noise_const` buffers per batch and renders with noise_mode='const');
   optional face crop rows [3H/8, 7H/8), columns [2W/8, 6W/8) (c = H // 8:
-  img[3c:7c, 2c:6c]); images larger than 256 are box-downsampled by an integer factor to 256;
+  img[3c:7c, 2c:6c]); images of generators above 256 px are box-downsampled by the integer
+  factor resolution // 256 (taken before the crop, so a 1024px face crop ends at 128x128);
   distance = LPIPS-VGG / eps^2; keep values in [p1, p99] (np.percentile, method 'lower' for p1
   and 'higher' for p99, bounds inclusive); mean.
 
@@ -53,12 +54,14 @@ def slerp(a: jax.Array, b: jax.Array, t: jax.Array) -> jax.Array:
 
 
 def _crop_and_resize(img: jax.Array, crop: bool, bilinear: bool) -> jax.Array:
+    # NVlabs takes the downsampling factor from the generator's resolution, before the crop:
+    # a 1024px face crop (512x512) is box-filtered by 4 to 128x128, not to 256x256.
+    factor = img.shape[1] // 256
     if crop:
         if img.shape[1] != img.shape[2]:
             raise ValueError(f"the face crop needs square images, got {img.shape}")
         c = img.shape[1] // 8
         img = img[:, c * 3: c * 7, c * 2: c * 6]
-    factor = img.shape[1] // 256
     if factor > 1:
         n, h, w, ch = img.shape
         if bilinear:

@@ -166,7 +166,6 @@ def project(G, g_vars, target_images, lpips: Callable[[jax.Array, jax.Array], ja
     def total_loss(p, variables, tgt):
         return jnp.sum(per_image_loss(p, variables, tgt))
 
-
     if optimizer == "adam":
         base_lr = 0.01 if lr is None else lr
         opt = optax.adam(lambda i: base_lr * cagan_lr_ramp(i, steps))
