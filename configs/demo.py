@@ -31,7 +31,7 @@ def get_config():
     config.generator.z_dim = 64
     config.generator.w_dim = 64
     config.generator.mapping_layers = 4
-    config.teacher_training.total_steps = 600
+    config.teacher_training.total_steps = 800
 
     # The student and the StyleKD losses.
     config.total_steps = 400

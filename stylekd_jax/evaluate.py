@@ -86,12 +86,26 @@ def generated_features(G, g_vars, featurize, num: int, batch: int, seed: int, pr
     return np.concatenate(rows)
 
 
+def _source_version(source: str) -> str:
+    """Size and modification time of a zip (or of a folder's files), so cached statistics are
+    recomputed when the images at the same path change."""
+    kind, _, path = source.partition(":")
+    path = os.path.expanduser(path)
+    if kind == "zip" and os.path.isfile(path):
+        st = os.stat(path)
+        return f"{st.st_size}-{st.st_mtime_ns}"
+    if kind == "folder" and os.path.isdir(path):
+        stats = [os.stat(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files]
+        return f"{sum(st.st_size for st in stats)}-{max((st.st_mtime_ns for st in stats), default=0)}"
+    return ""
+
+
 def real_statistics(source: str, resolution: int, featurize, feature_key: str, batch: int,
                     cache_dir: str, progress, keep_features: bool):
     """Feature statistics of every real image once (no flips), cached by dataset + features."""
     from stylekd_jax.metrics import FeatureStats
     total = len(input_pipeline.open_source(source))
-    key = f"{source}|{resolution}|{feature_key}|{total}"
+    key = f"{source}|{_source_version(source)}|{resolution}|{feature_key}|{total}"
     path = os.path.join(cache_dir, hashlib.sha1(key.encode()).hexdigest()[:16] + ".npz")
     if os.path.isfile(path) and not keep_features:
         return FeatureStats.load(path, key=key)

@@ -81,3 +81,28 @@ def test_missing_inputs_are_clear_errors(tiny_teacher, capsys, args, message):
     assert main(["--checkpoint", tiny_teacher] + args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
+
+
+def test_cached_real_statistics_are_recomputed_when_the_images_change(tmp_path):
+    import time
+    from stylekd_jax.evaluate import real_statistics
+    folder = tmp_path / "images"
+    folder.mkdir()
+
+    def write(value):
+        for i in range(4):
+            Image.fromarray(np.full((8, 8, 3), value + i, np.uint8)).save(folder / f"{i}.png")
+
+    def mean_colour(images):
+        return np.asarray(images).mean(axis=(1, 2))
+
+    def stats():
+        return real_statistics(f"folder:{folder}", 8, mean_colour, "mean-colour", 2,
+                               str(tmp_path / "cache"), lambda done, total: None, False).mean
+
+    write(10)
+    first = stats()
+    np.testing.assert_allclose(stats(), first)          # a cache hit gives the same numbers
+    time.sleep(0.01)
+    write(200)                                          # same path, same count, other images
+    assert np.all(stats() > first + 1.0)
