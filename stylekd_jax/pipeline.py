@@ -58,14 +58,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
     workdir = os.path.abspath(workdir)
     config_lib.validate(config)
     os.makedirs(workdir, exist_ok=True)
+    variants = {name: overrides.to_dict() for name, overrides in config.variants.items()}
+    for name, overrides in variants.items():   # a bad variant fails now, not after hours of training
+        variant_config(config, overrides, name)
     stages = StageLog(workdir)
     config = prepare_data(config, workdir, stages)
     if not config.teacher and config.teacher_training.total_steps:
         config = train_teacher(config, workdir, stages)
-    variants = {name: overrides.to_dict() for name, overrides in config.variants.items()}
     if variants:
         for name, overrides in variants.items():
-            _run_once(variant_config(config, overrides), os.path.join(workdir, name), stages, name)
+            _run_once(variant_config(config, overrides, name), os.path.join(workdir, name), stages, name)
     else:
         _run_once(config, workdir, stages, "distillation" if config.teacher else "training")
     if jax.process_index() == 0:
@@ -116,10 +118,14 @@ def train_teacher(config, workdir: str, stages: StageLog) -> ml_collections.Conf
     return config
 
 
-def variant_config(config, overrides: dict) -> ml_collections.ConfigDict:
+def variant_config(config, overrides: dict, name: str = "") -> ml_collections.ConfigDict:
     variant = config.copy_and_resolve_references()
     variant.variants = {}
-    variant.update(overrides)
+    try:
+        variant.update(overrides)
+        config_lib.validate(variant)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"config.variants.{name}: {e}") from None
     return variant
 
 

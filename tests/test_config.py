@@ -88,3 +88,13 @@ def test_missing_teacher_is_a_clear_error(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "not a StyleKD-JAX checkpoint" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_bad_variant_fails_before_any_work(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "stylekd_jax.main", "--config", "configs/demo_ablation.py",
+         "--workdir", str(tmp_path), "--config.variants.random_random.student.mapping_init=randm"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "config.student.mapping_init" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "data") and not os.path.exists(tmp_path / "teacher")
