@@ -19,6 +19,7 @@ from PIL import Image
 
 from stylekd_jax import charts, checkpoint, run_log
 from stylekd_jax.architecture import generator_macs
+from stylekd_jax.networks.generator import num_params
 
 REPORT_FILE = "report.md"
 ASSETS_DIR = "report"
@@ -65,13 +66,6 @@ def _network_row(label: str, directory: str, teacher_params: int | None) -> str:
     ratio = f"{teacher_params / params:.1f}×" if teacher_params else "–"
     return (f"| {label} | {cfg.resolution}px, channels {list(cfg.channels)}, kernel {cfg.kernel_size} | "
             f"{params / 1e6:.3f}M | {generator_macs(cfg) / 1e6:.0f}M | {ratio} |")
-
-
-def num_params(cfg) -> int:
-    import jax
-    from stylekd_jax.architecture import count_params
-    from stylekd_jax.networks.generator import init_generator
-    return count_params(jax.eval_shape(lambda: init_generator(cfg, jax.random.PRNGKey(0)))["params"])
 
 
 def _metric_title(name: str) -> str:

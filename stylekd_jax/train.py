@@ -33,7 +33,7 @@ from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig, count
 from stylekd_jax.generate import seed_latents
 from stylekd_jax.lpips import load_params as load_lpips_params, lpips_fn
 from stylekd_jax.networks import Discriminator, Generator
-from stylekd_jax.networks.generator import init_generator
+from stylekd_jax.networks.generator import init_generator, num_params
 from stylekd_jax.sefa import sefa_directions
 from stylekd_jax.student import init_student, student_config
 
@@ -514,7 +514,7 @@ def _check_finite(pending, step: int, manager) -> None:
 
 
 def _print_networks(setup: Setup, consts) -> None:
-    g_params = count_params(jax.eval_shape(lambda: init_generator(setup.g_cfg, jax.random.PRNGKey(0)))["params"])
+    g_params = num_params(setup.g_cfg)
     lines = [f"generator  {setup.g_cfg.resolution}px channels {list(setup.g_cfg.channels)} "
              f"kernel {setup.g_cfg.kernel_size}: {g_params / 1e6:.2f}M params"]
     if setup.teacher_cfg is not None:

@@ -46,3 +46,9 @@ def init_generator(cfg: GeneratorConfig, key: jax.Array) -> dict:
     """Freshly initialised variables {'params', 'buffers'} for `cfg`."""
     z = jnp.zeros((1, cfg.z_dim), jnp.float32)
     return Generator(cfg).init({"params": key, "noise": key}, z)
+
+
+def num_params(cfg: GeneratorConfig) -> int:
+    """Parameter count of a generator of this architecture (shapes only, nothing allocated)."""
+    from stylekd_jax.architecture import count_params
+    return count_params(jax.eval_shape(lambda: init_generator(cfg, jax.random.PRNGKey(0)))["params"])
