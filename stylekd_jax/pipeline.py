@@ -15,7 +15,6 @@ runs every process runs the training stages; process 0 alone writes the data, st
 the report (a `shapes:` source therefore needs a WORKDIR that all hosts share).
 """
 
-import json
 import os
 import time
 
@@ -24,33 +23,11 @@ import ml_collections
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from stylekd_jax import config as config_lib, procedural, report, train
+from stylekd_jax import checkpoint, config as config_lib, evaluate, procedural, report, train
+from stylekd_jax.run_log import StageLog
 
-STAGES_FILE = "stages.json"
 TEACHER_DIR = "teacher"
 DISTILL_ONLY_LOSSES = ("l1", "lpips", "ld", "w_l1")
-
-
-class StageLog:
-    """Wall time of each stage that did work, kept across reruns in WORKDIR/stages.json as
-    {stage: {"seconds": S, "run": run dir relative to WORKDIR or null}}."""
-
-    def __init__(self, workdir: str):
-        self.workdir = workdir
-        self.path = os.path.join(workdir, STAGES_FILE)
-        self.stages = {}
-        if os.path.isfile(self.path):
-            with open(self.path) as f:
-                self.stages = json.load(f)
-
-    def record(self, name: str, seconds: float, run_dir: str | None = None) -> None:
-        if jax.process_index() != 0:
-            return
-        run = None if run_dir is None else os.path.relpath(run_dir, self.workdir)
-        self.stages[name] = {"seconds": round(seconds, 1), "run": run}
-        with open(self.path + ".tmp", "w") as f:
-            json.dump(self.stages, f, indent=2)
-        os.replace(self.path + ".tmp", self.path)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -83,11 +60,15 @@ def prepare_data(config, workdir: str, stages: StageLog) -> ml_collections.Confi
     num, resolution = int(source[len("shapes:"):]), _resolution(config)
     path = os.path.join(workdir, "data", f"shapes_{num}_{resolution}px.zip")
     start = time.time()
-    written = []
+    written = []   # stays empty when an existing zip is reused
+    show = evaluate.progress_printer("writing procedural dataset")
+
+    def progress(done, total):
+        written.append(done)
+        show(done, total)
+
     if jax.process_index() == 0:
-        procedural.write_dataset(path, num, resolution, seed=config.seed,
-                                 progress=lambda done, total: (written.append(done), _progress(
-                                     "writing procedural dataset", done, total, start)))
+        procedural.write_dataset(path, num, resolution, seed=config.seed, progress=progress)
     multihost_utils.sync_global_devices("procedural dataset written")
     if written:
         stages.record("data", time.time() - start)
@@ -104,7 +85,7 @@ def teacher_config(config) -> ml_collections.ConfigDict:
     t.variants = {}
     for name in DISTILL_ONLY_LOSSES:
         t.loss[name] = 0.0
-    t.eval.metrics = ",".join(m for m in config.eval.metrics.split(",") if m.strip() != "consistency")
+    t.eval.metrics = ",".join(m for m in evaluate.parse_metrics(config.eval.metrics) if m != "consistency")
     return t
 
 
@@ -150,12 +131,5 @@ def _run_once(config, run_dir: str, stages: StageLog, stage: str) -> None:
 
 def _resolution(config) -> int:
     if config.teacher:
-        from stylekd_jax.checkpoint import read_architecture
-        return read_architecture(config.teacher)[0].resolution
+        return checkpoint.read_architecture(config.teacher)[0].resolution
     return config.generator.resolution
-
-
-def _progress(what: str, done: int, total: int, start: float) -> None:
-    elapsed = time.time() - start
-    eta = elapsed / max(done, 1) * (total - done)
-    print(f"{what}: {done}/{total} ({elapsed:.0f} s, ETA {eta:.0f} s)", flush=True)

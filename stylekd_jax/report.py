@@ -6,7 +6,8 @@ Why: after a distillation people want to look, not to grep logs: the teacher row
 student row for fixed seeds, the loss curves, the final metrics and how long each stage took.
 Everything is read from the workdir (pipeline.py's layout): `metrics.jsonl` of each run
 (run_log.py), its latest `samples/*.png`, the exported generators' `architecture.json` and
-`stages.json`. A workdir with variants (WORKDIR/NAME/) gets one table row per variant.
+`stages.json` (run_log.StageLog). A workdir with variants (WORKDIR/NAME/) gets one table
+row per variant.
 """
 
 import argparse
@@ -109,15 +110,14 @@ def _save_curves(scalars: dict, out_prefix: str) -> list[str]:
 
 
 def machine_description() -> str:
-    import jax
-    d = jax.devices()[0]
+    from stylekd_jax.benchmarks.common import device_description
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{len(jax.devices())} x {d.device_kind} ({d.platform}); host CPU {cpu}, {os.cpu_count()} cores"
+    return f"{device_description()}; host CPU {cpu}, {os.cpu_count()} cores"
 
 
 def write_report(workdir: str) -> str:
@@ -174,12 +174,7 @@ def write_report(workdir: str) -> str:
             lines += [f"![loss curve]({ASSETS_DIR}/{os.path.basename(chart)})", ""]
 
     # Stage times.
-    stages = {}
-    stages_path = os.path.join(workdir, "stages.json")
-    if os.path.isfile(stages_path):
-        import json
-        with open(stages_path) as f:
-            stages = json.load(f)
+    stages = run_log.StageLog(workdir).stages
     if stages:
         lines += ["## Time", "", "| stage | seconds | of which evaluation |", "|---|---|---|"]
         scalars_by_dir = {os.path.relpath(path, workdir): scalars[label] for label, path in runs.items()}

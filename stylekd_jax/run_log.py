@@ -1,4 +1,5 @@
-"""A run's scalars as a plain JSON-lines file, `WORKDIR/metrics.jsonl`, beside TensorBoard's.
+"""A run's records for reports: its scalars in `WORKDIR/metrics.jsonl` (beside TensorBoard's)
+and the wall time of a workdir's stages in `WORKDIR/stages.json` (StageLog).
 
 Why: reports and quick scripts need the loss curves and final metrics without parsing
 TensorBoard event files. The trainer writes through clu's MultiWriter to both, so this is
@@ -13,9 +14,11 @@ import os
 import time
 from typing import Any, Mapping
 
+import jax
 from clu.metric_writers import interface
 
 FILE_NAME = "metrics.jsonl"
+STAGES_FILE = "stages.json"
 
 
 class JsonlWriter(interface.MetricWriter):
@@ -83,3 +86,25 @@ def last_value(scalars: dict, name: str) -> float | None:
     if name not in scalars:
         return None
     return scalars[name][1][-1]
+
+
+class StageLog:
+    """Wall time of each stage that did work, kept across reruns in WORKDIR/stages.json as
+    {stage: {"seconds": S, "run": run dir relative to WORKDIR or null}}."""
+
+    def __init__(self, workdir: str):
+        self.workdir = workdir
+        self.path = os.path.join(workdir, STAGES_FILE)
+        self.stages = {}
+        if os.path.isfile(self.path):
+            with open(self.path) as f:
+                self.stages = json.load(f)
+
+    def record(self, name: str, seconds: float, run_dir: str | None = None) -> None:
+        if jax.process_index() != 0:
+            return
+        run = None if run_dir is None else os.path.relpath(run_dir, self.workdir)
+        self.stages[name] = {"seconds": round(seconds, 1), "run": run}
+        with open(self.path + ".tmp", "w") as f:
+            json.dump(self.stages, f, indent=2)
+        os.replace(self.path + ".tmp", self.path)
