@@ -41,9 +41,13 @@ def save(directory: str, networks: dict[str, Any], generator: GeneratorConfig | 
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(target, tree, force=overwrite)
         checkpointer.wait_until_finished()
+    # Every process writes the JSON (each needs it right away, and hosts may not share a disk);
+    # a rename makes each write atomic, so a reader never sees a half-written file.
     text = architecture.dumps(generator, discriminator, networks=sorted(networks), **info)
-    with open(os.path.join(directory, ARCHITECTURE_FILE), "w") as f:
+    path = os.path.join(directory, ARCHITECTURE_FILE)
+    with open(f"{path}.tmp{jax.process_index()}", "w") as f:
         f.write(text + "\n")
+    os.replace(f"{path}.tmp{jax.process_index()}", path)
 
 
 def read_architecture(directory: str):

@@ -30,11 +30,13 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def _maybe_initialize_distributed() -> None:
     import jax
+    # Process 0 writes the report after the last step while the others wait at exit.
+    wait = dict(shutdown_timeout_seconds=3600)
     if FLAGS.coordinator:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")   # CPU-only clusters
-        jax.distributed.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
+        jax.distributed.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id, **wait)
     elif os.environ.get("TPU_WORKER_HOSTNAMES") or int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-        jax.distributed.initialize()
+        jax.distributed.initialize(**wait)
 
 
 class _OnlyOurLogs(py_logging.Filter):

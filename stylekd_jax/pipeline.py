@@ -21,9 +21,8 @@ import time
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
-from jax.experimental import multihost_utils
 
-from stylekd_jax import checkpoint, config as config_lib, evaluate, procedural, report, train
+from stylekd_jax import checkpoint, config as config_lib, evaluate, procedural, report, sharding, train
 from stylekd_jax.run_log import StageLog
 
 TEACHER_DIR = "teacher"
@@ -69,7 +68,7 @@ def prepare_data(config, workdir: str, stages: StageLog) -> ml_collections.Confi
 
     if jax.process_index() == 0:
         procedural.write_dataset(path, num, resolution, seed=config.seed, progress=progress)
-    multihost_utils.sync_global_devices("procedural dataset written")
+    sharding.wait_for_all_processes(f"procedural dataset {path} written")
     if written:
         stages.record("data", time.time() - start)
     config = config.copy_and_resolve_references()

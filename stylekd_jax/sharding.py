@@ -13,6 +13,7 @@ from typing import Iterator
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 # Arrays smaller than this stay replicated even on a 'model' axis: splitting them saves
@@ -79,3 +80,18 @@ def prefetch_to_mesh(batches: Iterator[np.ndarray], mesh: Mesh, size: int = 2) -
     while queue:
         yield queue.popleft()
         enqueue(1)
+
+
+_barriers = itertools.count()   # every process passes the same barriers in the same order
+
+
+def wait_for_all_processes(name: str, timeout_s: int = 3600) -> None:
+    """Block until every process gets here (no-op with one process).
+
+    A barrier on the coordination service, not a device collective: CPU collectives (gloo)
+    give up when peers reach their first collective more than 30 s apart, which one process
+    compiling or writing files longer than another easily causes.
+    """
+    if jax.process_count() > 1:
+        ocp.multihost.sync_global_processes(f"{name} #{next(_barriers)}", timeout=timeout_s,
+                                            barrier_sync_fn=ocp.multihost.get_barrier_sync_fn())

@@ -14,6 +14,7 @@ shardings over the device mesh; R1 and PL run under lax.cond, so it compiles onc
 """
 
 import argparse
+import itertools
 import os
 import time
 from typing import Any, NamedTuple
@@ -448,6 +449,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if start < config.total_steps:
         print(f"step {start}/{config.total_steps}: compiling the training step (about a minute "
               f"on a CPU, seconds on a GPU/TPU) ...", flush=True)
+        first = next(batches)
+        step_fn = step_fn.lower(state, first, consts).compile()
+        sharding.wait_for_all_processes(f"training step compiled in {workdir}")
+        batches = itertools.chain([first], batches)
     for step in range(start, config.total_steps):
         real = next(batches)
         state, metrics = step_fn(state, real, consts)
