@@ -10,11 +10,11 @@ One iteration (rosinality / StyleKD order):
   3. EMA of the student parameters.
 Each phase is an Adam update with the lazy-regularisation correction (lr·c, β^c,
 c = interval / (interval + 1)). The whole iteration is one jitted function with explicit
-shardings over the device mesh; R1 and PL run under lax.cond, so it compiles once.
+shardings over the device mesh, compiled once per kind of step (plain, with PL, with R1 and
+PL: Python branches, not lax.cond, which makes XLA:CPU run convolutions ~180x slower).
 """
 
 import argparse
-import itertools
 import os
 import time
 from typing import Any, NamedTuple
@@ -203,11 +203,16 @@ def ema_decay(config, step: jax.Array) -> jax.Array:
     return jnp.minimum(config.ema_decay, ramp)
 
 
-def train_step(state: TrainState, real: jax.Array, consts, s: Setup):
+def lazy_phases(config, step: int) -> tuple[bool, bool]:
+    """(R1, path length): which lazy regularisation phases step `step` runs."""
+    return step % config.r1_interval == 0, config.pl_weight > 0 and step % config.pl_interval == 0
+
+
+def train_step(state: TrainState, real: jax.Array, consts, s: Setup, r1: bool, pl: bool):
     """One full iteration; returns (new state, metrics).
 
-    The lazy R1 and path-length phases run under `lax.cond` on the step counter, so the
-    whole iteration compiles once. Their metrics are NaN on the steps that skip them.
+    `r1`, `pl` (static, from `lazy_phases`) add the lazy R1 and path-length phases; their
+    metrics are NaN on the steps that skip them.
     """
     c = s.config
     key, k_d, k_g, k_pl = jax.random.split(state.key, 4)
@@ -220,25 +225,19 @@ def train_step(state: TrainState, real: jax.Array, consts, s: Setup):
 
     d_params, d_opt, metrics = adam_step(s.d_tx, d_main_loss, state.d["params"], state.d_opt,
                                          state.g, real, k_d, s)
-
-    def r1_phase(operand):
-        params, opt = operand
-        params, opt, m = adam_step(s.d_tx, d_r1_loss, params, opt, real, s)
-        return params, opt, m["r1"]
-    d_params, d_opt, metrics["r1"] = jax.lax.cond(
-        state.step % c.r1_interval == 0, r1_phase, lambda o: (*o, nan), (d_params, d_opt))
+    metrics["r1"] = nan
+    if r1:
+        d_params, d_opt, m = adam_step(s.d_tx, d_r1_loss, d_params, d_opt, real, s)
+        metrics.update(m)
 
     g_params, g_opt, (m, g_buffers) = adam_step(s.g_tx, g_main_loss, state.g["params"], state.g_opt,
                                                 state.g["buffers"], d_params, consts, k_g, s)
     metrics.update(m)
-
-    def pl_phase(operand):
-        params, opt, pl_mean = operand
-        params, opt, (pl_mean, m) = adam_step(s.g_tx, g_pl_loss, params, opt, g_buffers, pl_mean, k_pl, s)
-        return params, opt, pl_mean, m["pl_penalty"]
-    do_pl = (state.step % c.pl_interval == 0) & (c.pl_weight > 0)
-    g_params, g_opt, pl_mean, metrics["pl_penalty"] = jax.lax.cond(
-        do_pl, pl_phase, lambda o: (*o, nan), (g_params, g_opt, state.pl_mean))
+    pl_mean, metrics["pl_penalty"] = state.pl_mean, nan
+    if pl:
+        g_params, g_opt, (pl_mean, m) = adam_step(s.g_tx, g_pl_loss, g_params, g_opt, g_buffers,
+                                                  state.pl_mean, k_pl, s)
+        metrics["pl_penalty"] = m["pl_penalty"]
     metrics["pl_mean"] = pl_mean
 
     g_ema = optax.incremental_update(g_params, state.g_ema, 1.0 - ema_decay(c, state.step))
@@ -429,9 +428,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         state = jax.device_put(init_state(setup, g_vars, d_key), state_sharding)
     consts = jax.device_put(consts, sharding.replicated(mesh))
 
-    step_fn = jax.jit(lambda state, real, consts: train_step(state, real, consts, setup),
+    step_fn = jax.jit(lambda state, real, consts, r1, pl: train_step(state, real, consts, setup, r1, pl),
                       in_shardings=(state_sharding, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
-                      out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=(0,))
+                      out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=(0,),
+                      static_argnums=(3, 4))
+    compiled = {}   # (r1, pl) -> the compiled step of that kind
     sampler = make_sampler(setup)
     sample_z = jnp.asarray(seed_latents(list(config.sample_seeds), setup.g_cfg.z_dim))
 
@@ -446,16 +447,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     report = periodic_actions.ReportProgress(num_train_steps=config.total_steps, writer=writer,
                                              every_steps=config.log_every_steps)
     pending, last_log, last_log_time = [], start, time.time()
-    if start < config.total_steps:
-        print(f"step {start}/{config.total_steps}: compiling the training step (about a minute "
-              f"on a CPU, seconds on a GPU/TPU) ...", flush=True)
-        first = next(batches)
-        step_fn = step_fn.lower(state, first, consts).compile()
-        sharding.wait_for_all_processes(f"training step compiled in {workdir}")
-        batches = itertools.chain([first], batches)
     for step in range(start, config.total_steps):
         real = next(batches)
-        state, metrics = step_fn(state, real, consts)
+        phases = lazy_phases(config, step)
+        if phases not in compiled:
+            names = " + ".join(n for n, on in zip(("R1", "path length"), phases) if on) or "no"
+            print(f"step {step}/{config.total_steps}: compiling the training step with {names} "
+                  f"regularisation (a minute on a CPU, seconds on a GPU/TPU) ...", flush=True)
+            compiled[phases] = step_fn.lower(state, real, consts, *phases).compile()
+            # Processes that finish compiling at different times meet here, not at a collective.
+            sharding.wait_for_all_processes(f"training step {phases} compiled in {workdir}")
+        state, metrics = compiled[phases](state, real, consts)
         pending.append(metrics)
         done = step + 1
         report(done)

@@ -27,7 +27,7 @@ from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig, discr
 from stylekd_jax.benchmarks.common import device_description, measured_peak_flops
 from stylekd_jax.config import base_config
 from stylekd_jax.networks.generator import init_generator
-from stylekd_jax.train import build, init_state, train_step
+from stylekd_jax.train import build, init_state, lazy_phases, train_step
 
 # VGG16 conv widths per stage (LPIPS uses all 13 convs of `features`).
 VGG16 = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -63,7 +63,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--keep-ratio", type=float, default=0.3)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    parser.add_argument("--steps", type=int, default=32, help="timed steps (after compilation)")
+    parser.add_argument("--steps", type=int, default=32,
+                        help="timed steps after compilation and warm-up (rounded up to whole R1 periods)")
     parser.add_argument("--lpips", type=float, default=3.0,
                         help="LPIPS loss weight; 0 leaves LPIPS out (to compare with a step without it)")
     args = parser.parse_args(argv)
@@ -84,28 +85,33 @@ def main(argv=None) -> None:
     state_sharding = sharding.param_sharding(mesh, state)
     state = jax.device_put(state, state_sharding)
     consts = jax.device_put(consts, sharding.replicated(mesh))
-    step = jax.jit(lambda st, real, c: train_step(st, real, c, setup),
-                   in_shardings=(state_sharding, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
-                   out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=(0,))
+    step_fn = jax.jit(lambda st, real, c, r1, pl: train_step(st, real, c, setup, r1, pl),
+                      in_shardings=(state_sharding, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
+                      out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=(0,),
+                      static_argnums=(3, 4))
     real = sharding.global_batch(mesh, np.random.RandomState(0).uniform(
         -1, 1, (args.batch, args.resolution, args.resolution, 3)).astype(np.float32))
 
     print(f"device: {device_description()}")
+    period = config.r1_interval   # a whole number of R1 periods, so lazy phases come at their real rates
+    steps = max(1, -(-args.steps // period)) * period
+    kinds = sorted({lazy_phases(config, i) for i in range(period)})
     start = time.perf_counter()
-    step = step.lower(state, real, consts).compile()
-    print(f"compile: {time.perf_counter() - start:.1f} s")
+    compiled = {kind: step_fn.lower(state, real, consts, *kind).compile() for kind in kinds}
+    print(f"compile: {time.perf_counter() - start:.1f} s ({len(kinds)} kinds of step: plain / +PL / +R1+PL)")
+
+    def run(first: int, count: int):
+        nonlocal state
+        for i in range(first, first + count):
+            state, metrics = compiled[lazy_phases(config, i)](state, real, consts)
+        jax.block_until_ready(metrics)
+
     start = time.perf_counter()
-    state, metrics = step(state, real, consts)
-    jax.block_until_ready(metrics)
-    print(f"first step: {time.perf_counter() - start:.1f} s")
-    for _ in range(min(3, args.steps)):   # warm-up, includes an R1 and a PL step
-        state, metrics = step(state, real, consts)
-    jax.block_until_ready(metrics)
+    run(0, period)   # warm-up: every kind of step once
+    print(f"warm-up ({period} steps): {time.perf_counter() - start:.1f} s")
     start = time.perf_counter()
-    for _ in range(args.steps):
-        state, metrics = step(state, real, consts)
-    jax.block_until_ready(metrics)
-    seconds = (time.perf_counter() - start) / args.steps
+    run(period, steps)
+    seconds = (time.perf_counter() - start) / steps
 
     flops = step_flops(config, teacher, setup.g_cfg, setup.d_cfg)
     total = sum(flops.values())
