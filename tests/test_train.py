@@ -149,3 +149,33 @@ def test_two_stage_mapping_mimic_fits_the_teacher_mapping(tiny_teacher, tiny_dat
     after = mapping_l1(pretrain_mapping(setup, g_vars, consts["teacher"], writer))
     assert after < 0.5 * before, (before, after)
     assert writer.values[-1] < writer.values[0]
+
+
+def test_lazy_phases_run_exactly_on_their_steps(tiny_teacher, tiny_data):
+    """R1 every r1_interval steps, path length every pl_interval (none with pl_weight 0), and a
+    step of each kind does what its name says: its regulariser is computed and moves the params."""
+    from stylekd_jax.config import base_config
+    from stylekd_jax.train import build, init_state, lazy_phases, train_step
+
+    config = base_config()
+    config.update_from_flattened_dict(tiny_overrides(tiny_teacher, tiny_data))
+    assert [lazy_phases(config, i) for i in (0, 1, 4, 8, 16, 17)] == [
+        (True, True), (False, False), (False, True), (False, True), (True, True), (False, False)]
+    no_pl = config.copy_and_resolve_references()
+    no_pl.pl_weight = 0.0
+    assert lazy_phases(no_pl, 16) == (True, False) and lazy_phases(no_pl, 4) == (False, False)
+
+    setup, g_vars, d_key, consts = build(config)
+    state = init_state(setup, g_vars, d_key)
+    real = np.random.RandomState(0).uniform(-1, 1, (8, 16, 16, 3)).astype(np.float32)
+    step = jax.jit(lambda st, r1, pl: train_step(st, real, consts, setup, r1, pl), static_argnums=(1, 2))
+    plain_state, plain = step(state, False, False)
+    reg_state, reg = step(state, True, True)
+    assert np.isnan(plain["r1"]) and np.isnan(plain["pl_penalty"]) and bool(plain["finite"])
+    assert np.isfinite(reg["r1"]) and reg["r1"] > 0 and np.isfinite(reg["pl_penalty"]) and bool(reg["finite"])
+    # The main D/G losses are the same computation in both kinds of step.
+    np.testing.assert_allclose(reg["d_loss"], plain["d_loss"], rtol=1e-6)
+    for name in ("d", "g"):
+        a = jax.tree_util.tree_leaves(getattr(plain_state, name)["params"])
+        b = jax.tree_util.tree_leaves(getattr(reg_state, name)["params"])
+        assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) > 0, name
