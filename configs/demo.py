@@ -2,7 +2,7 @@
 
     bash launch/demo.sh            # = python -m stylekd_jax.main --config configs/demo.py --workdir runs/demo
 
-No downloads and no weights needed. In one command (about 13 minutes on a 2-core CPU):
+No downloads and no weights needed. In one command (about 11 minutes on a 2-core CPU):
   1. writes 5000 procedural 32x32 scenes (gradient background, 1-3 coloured shapes) to
      runs/demo/data/ (procedural.py);
   2. trains a small StyleGAN2 teacher on them with the same trainer (plain training mode);
@@ -11,8 +11,8 @@ No downloads and no weights needed. In one command (about 13 minutes on a 2-core
   4. evaluates teacher-student consistency and a Frechet distance on LPIPS-VGG features
      (FD-VGG; no Inception weights offline) and writes runs/demo/report.md: teacher and
      student images for fixed seeds, loss curves, the numbers and each stage's time.
-Expected (README, 2-core CPU): teacher FD-VGG 1.52; student 4.1x smaller, FD-VGG 1.47,
-teacher-student L1 0.21 / LPIPS 0.43 / PSNR 17.7 dB (a random-mapping student: L1 0.37, see
+Expected (README, 2-core CPU): teacher FD-VGG 1.25; student 4.1x smaller, FD-VGG 1.35,
+teacher-student L1 0.20 / LPIPS 0.39 / PSNR 18.4 dB (a random-mapping student: L1 0.37, see
 configs/demo_ablation.py). Rerunning reuses what is done.
 """
 

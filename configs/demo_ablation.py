@@ -11,10 +11,10 @@ students with the same seeds, data and steps, each in runs/demo_ablation/NAME:
   inherit_inherit  mapping and synthesis (strongest channels) inherited from the teacher
   inherit_random   inherited mapping, random synthesis (StyleKD's choice)
 runs/demo_ablation/report.md tabulates teacher-student consistency and FD-VGG per variant.
-About 13 minutes on a 2-core CPU with the demo's teacher, 20 when training it. The paper's
+About 11 minutes on a 2-core CPU with the demo's teacher, 17 when training it. The paper's
 finding (FFHQ 256, Table 1): inheriting the mapping network removes the output discrepancy
 (FID 10.78 random/random vs 8.23 inherit/random with RGB + LPIPS). Measured here (README):
-teacher-student L1 0.367 random/random vs 0.213 inherit/random, mapping L1 1.19 vs 0.01.
+teacher-student L1 0.366 random/random vs 0.194 inherit/random, mapping L1 1.19 vs 0.01.
 """
 
 import importlib.util

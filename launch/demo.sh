@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: sets up .venv on first use, then runs configs/demo.py: writes a
 # procedural dataset, trains a small StyleGAN2 teacher on it, distils a >4x smaller student with
-# StyleKD, evaluates both and writes WORKDIR/report.md (about 13 minutes on a 2-core CPU).
+# StyleKD, evaluates both and writes WORKDIR/report.md (about 11 minutes on a 2-core CPU).
 #   bash launch/demo.sh [WORKDIR] [--config.KEY=VALUE ...]      (WORKDIR defaults to runs/demo)
 # Rerunning reuses what is done (dataset, teacher, checkpoints).
 set -euo pipefail
