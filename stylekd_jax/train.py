@@ -250,6 +250,15 @@ def train_step(state: TrainState, real: jax.Array, consts, s: Setup, r1: bool, p
     return new_state, metrics
 
 
+def jit_train_step(setup: Setup, mesh, state_sharding):
+    """`train_step` jitted over the mesh: fn(state, real, consts, r1, pl), the state donated,
+    (r1, pl) static, so each kind of step compiles to its own program."""
+    return jax.jit(lambda state, real, consts, r1, pl: train_step(state, real, consts, setup, r1, pl),
+                   in_shardings=(state_sharding, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
+                   out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=(0,),
+                   static_argnums=(3, 4))
+
+
 # ---------------------------------------------------------------------------------------
 # Set-up: networks, initial state, two-stage mapping mimic
 
@@ -428,10 +437,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         state = jax.device_put(init_state(setup, g_vars, d_key), state_sharding)
     consts = jax.device_put(consts, sharding.replicated(mesh))
 
-    step_fn = jax.jit(lambda state, real, consts, r1, pl: train_step(state, real, consts, setup, r1, pl),
-                      in_shardings=(state_sharding, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
-                      out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=(0,),
-                      static_argnums=(3, 4))
+    step_fn = jit_train_step(setup, mesh, state_sharding)
     compiled = {}   # (r1, pl) -> the compiled step of that kind
     sampler = make_sampler(setup)
     sample_z = jnp.asarray(seed_latents(list(config.sample_seeds), setup.g_cfg.z_dim))

@@ -27,7 +27,7 @@ from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig, discr
 from stylekd_jax.benchmarks.common import device_description, measured_peak_flops
 from stylekd_jax.config import base_config
 from stylekd_jax.networks.generator import init_generator
-from stylekd_jax.train import build, init_state, lazy_phases, train_step
+from stylekd_jax.train import build, init_state, jit_train_step, lazy_phases
 
 # VGG16 conv widths per stage (LPIPS uses all 13 convs of `features`).
 VGG16 = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -85,10 +85,7 @@ def main(argv=None) -> None:
     state_sharding = sharding.param_sharding(mesh, state)
     state = jax.device_put(state, state_sharding)
     consts = jax.device_put(consts, sharding.replicated(mesh))
-    step_fn = jax.jit(lambda st, real, c, r1, pl: train_step(st, real, c, setup, r1, pl),
-                      in_shardings=(state_sharding, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
-                      out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=(0,),
-                      static_argnums=(3, 4))
+    step_fn = jit_train_step(setup, mesh, state_sharding)
     real = sharding.global_batch(mesh, np.random.RandomState(0).uniform(
         -1, 1, (args.batch, args.resolution, args.resolution, 3)).astype(np.float32))
 
