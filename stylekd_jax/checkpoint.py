@@ -45,9 +45,10 @@ def save(directory: str, networks: dict[str, Any], generator: GeneratorConfig | 
     # a rename makes each write atomic, so a reader never sees a half-written file.
     text = architecture.dumps(generator, discriminator, networks=sorted(networks), **info)
     path = os.path.join(directory, ARCHITECTURE_FILE)
-    with open(f"{path}.tmp{jax.process_index()}", "w") as f:
+    tmp = f"{path}.tmp{jax.process_index()}"
+    with open(tmp, "w") as f:
         f.write(text + "\n")
-    os.replace(f"{path}.tmp{jax.process_index()}", path)
+    os.replace(tmp, path)
 
 
 def read_architecture(directory: str):

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from stylekd_jax.architecture import GeneratorConfig
+from stylekd_jax.architecture import GeneratorConfig, count_params
 from stylekd_jax.networks.mapping import MappingNetwork
 from stylekd_jax.networks.synthesis import SynthesisNetwork
 
@@ -50,5 +50,4 @@ def init_generator(cfg: GeneratorConfig, key: jax.Array) -> dict:
 
 def num_params(cfg: GeneratorConfig) -> int:
     """Parameter count of a generator of this architecture (shapes only, nothing allocated)."""
-    from stylekd_jax.architecture import count_params
     return count_params(jax.eval_shape(lambda: init_generator(cfg, jax.random.PRNGKey(0)))["params"])
