@@ -66,5 +66,22 @@ def main(argv) -> None:
         sys.exit(2)
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parser, with an unknown `--config.KEY` as one clear line instead of a traceback
+    (ml_collections raises AttributeError/KeyError for it)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:   # a bad value, a missing config file or a missing flag
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except (AttributeError, KeyError) as e:
+        key = str(e).strip("\"'")
+        given = [a for a in argv[1:] if a.startswith("--config.") and key in a.split("=")[0]]
+        print(f"error: {' '.join(given) or key}: the config has no key {key!r}; the keys and their "
+              f"defaults are in stylekd_jax/config.py (base_config) and the config file",
+              file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

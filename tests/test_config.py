@@ -77,8 +77,18 @@ def test_unknown_key_on_the_command_line_fails_at_start(tmp_path):
         [sys.executable, "-m", "stylekd_jax.main", "--config", "configs/ffhq256_stylegan2.py",
          "--workdir", str(tmp_path), "--config.loss.l2=1.0"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0 and "l2" in result.stderr
+    assert result.returncode == 2 and "--config.loss.l2=1.0: the config has no key 'l2'" in result.stderr
+    assert "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_a_bad_value_on_the_command_line_is_one_clear_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "stylekd_jax.main", "--config", "configs/ffhq256_stylegan2.py",
+         "--workdir", str(tmp_path), "--config.batch_size=abc"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "error: flag --config.batch_size=abc" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_missing_teacher_is_a_clear_error(tmp_path):
