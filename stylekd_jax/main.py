@@ -16,7 +16,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from stylekd_jax import input_pipeline
-from stylekd_jax.checkpoint import CheckpointNotFoundError
+from stylekd_jax.checkpoint import CheckpointNotFoundError, CheckpointSaveError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "config file (configs/*.py)", lock_config=True)
@@ -43,6 +43,8 @@ class _OnlyOurLogs(py_logging.Filter):
     """Keep progress, metrics and our messages on the console; drop library chatter (orbax, jax)."""
 
     def filter(self, record: py_logging.LogRecord) -> bool:
+        if "/orbax/" in record.pathname and record.exc_info:
+            return False   # a failed checkpoint write: the trainer reports it in one line
         return record.levelno >= py_logging.WARNING or "/orbax/" not in record.pathname and \
             "/jax/" not in record.pathname
 
@@ -61,7 +63,8 @@ def main(argv) -> None:
         report = pipeline.run(FLAGS.config, FLAGS.workdir)
         if jax.process_index() == 0:
             print(f"report: {report}", flush=True)
-    except (ValueError, CheckpointNotFoundError, input_pipeline.DataError, FloatingPointError) as e:
+    except (ValueError, CheckpointNotFoundError, CheckpointSaveError, input_pipeline.DataError,
+            FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

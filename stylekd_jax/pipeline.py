@@ -110,9 +110,11 @@ def variant_config(config, overrides: dict, name: str = "") -> ml_collections.Co
 
 
 def is_finished(config, run_dir: str) -> bool:
-    """Whether run_dir holds a checkpoint at total_steps and the exported generator."""
+    """Whether run_dir holds a checkpoint at total_steps and the generator exported at that
+    step, complete (a run stopped while exporting is not finished: rerunning exports again)."""
     checkpoints = os.path.join(run_dir, "checkpoints")
-    if not os.path.isdir(checkpoints) or not os.path.isdir(os.path.join(run_dir, "student")):
+    if not os.path.isdir(checkpoints) or \
+            not checkpoint.is_complete(os.path.join(run_dir, "student"), step=config.total_steps):
         return False
     with ocp.CheckpointManager(checkpoints) as manager:
         return manager.latest_step() == config.total_steps

@@ -65,7 +65,8 @@ def _network_row(label: str, directory: str, teacher_params: int | None) -> str:
     cfg, _, _ = checkpoint.read_architecture(directory)
     params = num_params(cfg)
     ratio = f"{teacher_params / params:.1f}×" if teacher_params else "–"
-    return (f"| {label} | {cfg.resolution}px, channels {list(cfg.channels)}, kernel {cfg.kernel_size} | "
+    family = f"StyleGAN3-{cfg.config_name} " if getattr(cfg, "family", "") == "stylegan3" else ""
+    return (f"| {label} | {family}{cfg.resolution}px, channels {list(cfg.channels)}, kernel {cfg.kernel_size} | "
             f"{params / 1e6:.3f}M | {generator_macs(cfg) / 1e6:.0f}M | {ratio} |")
 
 

@@ -20,6 +20,8 @@ Follows StyleKD's `calc_direction_split` / `calc_direction_global`
 - 'split': `per_block` vectors per block, blocks in order (b8 first); 'global': one matrix of
   the same `num_blocks` blocks' columns stacked (each column normalised), top `total`
   (StyleKD: 5 per block, i.e. 25).
+- StyleGAN3 (no blocks): "block" j is the pair of layers (L{2j}, L{2j+1}), so 5 blocks are
+  L0..L9; the input's affine (a rotation/translation, not styles) and ToRGB are not used.
 - Signs: an eigenvector's sign is arbitrary; each row is flipped so that its component of
   largest magnitude is positive (first such component on ties), making the result
   deterministic. The LD loss draws offsets with a symmetric N(0,1) scale, so the sign does not
@@ -30,14 +32,20 @@ from typing import Any
 
 import numpy as np
 
-from stylekd_jax.architecture import GeneratorConfig
+from stylekd_jax.architecture import GeneratorConfig, StyleGAN3Config
 
 MODES = ("split", "global")
 
 
-def _affine_columns(g_cfg: GeneratorConfig, params: dict, num_blocks: int) -> list[np.ndarray]:
-    """Per block (b8, b16, ...): the [w_dim, C_in(conv0) + C_in(conv1)] affine weights."""
+def _affine_columns(g_cfg, params: dict, num_blocks: int) -> list[np.ndarray]:
+    """Per block (b8, b16, ...): the [w_dim, C_in(conv0) + C_in(conv1)] affine weights.
+
+    StyleGAN3 has no blocks: its layers are paired in order, (L0, L1), (L2, L3), ...
+    """
     syn = params["synthesis"]
+    if isinstance(g_cfg, StyleGAN3Config):
+        return [np.concatenate([np.asarray(syn[f"L{2 * j + i}"]["affine"]["weight"], np.float64)
+                                for i in (0, 1)], axis=1) for j in range(num_blocks)]
     mats = []
     for res in g_cfg.block_resolutions[1:1 + num_blocks]:
         block = syn[f"b{res}"]
@@ -61,17 +69,23 @@ def _top_eigenvectors(w: np.ndarray, k: int) -> np.ndarray:
     return vectors * signs[:, None]
 
 
-def sefa_directions(g_cfg: GeneratorConfig, g_vars: dict[str, Any], mode: str = "split",
+def sefa_directions(g_cfg: GeneratorConfig | StyleGAN3Config, g_vars: dict[str, Any], mode: str = "split",
                     num_blocks: int = 5, per_block: int = 5, total: int = 25) -> np.ndarray:
     """SeFa directions [K, w_dim] (float32, unit rows): K = num_blocks * per_block ('split')
     or `total` ('global'). `g_vars`: the generator variables (or just its 'params')."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     params = g_vars["params"] if "params" in g_vars else g_vars
-    available = len(g_cfg.block_resolutions) - 1
-    if not 1 <= num_blocks <= available:
-        raise ValueError(f"num_blocks must be in [1, {available}] (the blocks after b4 of a "
-                         f"{g_cfg.resolution}px generator), got {num_blocks}")
+    if isinstance(g_cfg, StyleGAN3Config):
+        available = g_cfg.num_layers // 2
+        if not 1 <= num_blocks <= available:
+            raise ValueError(f"num_blocks must be in [1, {available}] (pairs of the "
+                             f"{g_cfg.num_layers} StyleGAN3 layers), got {num_blocks}")
+    else:
+        available = len(g_cfg.block_resolutions) - 1
+        if not 1 <= num_blocks <= available:
+            raise ValueError(f"num_blocks must be in [1, {available}] (the blocks after b4 of a "
+                             f"{g_cfg.resolution}px generator), got {num_blocks}")
     k = per_block if mode == "split" else total
     if not 1 <= k <= g_cfg.w_dim:
         name = "per_block" if mode == "split" else "total"

@@ -1,7 +1,7 @@
 """Student generators: their architecture and their initialisation from a teacher.
 
-A StyleKD student is a StyleGAN2 generator with the teacher's mapping network and a thinner
-synthesis network (CAGAN's uniformly pruned shape), optionally with kernel-1 non-upsampling
+A StyleKD student is a generator of the teacher's family (StyleGAN2 or StyleGAN3) with the
+teacher's mapping network and a thinner synthesis network (CAGAN's uniformly pruned shape), optionally with kernel-1 non-upsampling
 convs ("heterogeneous" student). StyleKD's finding: inherit the teacher's mapping network,
 initialise the synthesis network randomly (`init_student`'s defaults).
 
@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stylekd_jax.architecture import GeneratorConfig
+from stylekd_jax.architecture import GeneratorConfig, StyleGAN3Config
 from stylekd_jax.networks.generator import init_generator
 
 MAPPING_INITS = ("inherit", "random")
@@ -60,20 +60,25 @@ def cagan_keep_channels(channels: Sequence[int], keep_ratio: float) -> list[int]
     return kept
 
 
-def student_config(teacher: GeneratorConfig, channels: Sequence[int] | None = None,
-                   keep_ratio: float | None = None, kernel_size: int = 3,
-                   mapping_features: Sequence[int] | None = None) -> GeneratorConfig:
+def student_config(teacher, channels: Sequence[int] | None = None,
+                   keep_ratio: float | None = None, kernel_size: int | None = None,
+                   mapping_features: Sequence[int] | None = None):
     """The student architecture: the teacher's config with new synthesis channels and kernel.
 
     Give at most one of `channels` (the per-layer list, see `architecture`) and `keep_ratio`
     (CAGAN rounding of each teacher channel count, `cagan_keep_channels`); with neither the
-    student has the teacher's channels. `kernel_size` (1 or 3) is that of the
-    non-upsampling convs of blocks 8..res. `mapping_features` defaults to the teacher's
-    (needed to inherit the mapping network). Resolution, z/w dims, mapping lr multiplier,
-    conv_clamp and image channels are the teacher's.
+    student has the teacher's channels. `kernel_size` (1 or 3, default the teacher's) is, for
+    StyleGAN2, that of the non-upsampling convs of blocks 8..res and, for StyleGAN3, that of
+    every layer but ToRGB. `mapping_features` defaults to the teacher's (needed to inherit
+    the mapping network). Resolution, z/w dims, mapping lr multiplier, conv_clamp, image
+    channels and (StyleGAN3) the whole filter schedule are the teacher's.
     """
-    if not isinstance(teacher, GeneratorConfig):
-        raise TypeError(f"teacher must be a GeneratorConfig, got {type(teacher).__name__}")
+    if not isinstance(teacher, (GeneratorConfig, StyleGAN3Config)):
+        raise TypeError(f"teacher must be a GeneratorConfig or StyleGAN3Config, "
+                        f"got {type(teacher).__name__}")
+    kernel_field = "conv_kernel" if isinstance(teacher, StyleGAN3Config) else "kernel_size"
+    if kernel_size is None:
+        kernel_size = getattr(teacher, kernel_field)
     if channels is not None and keep_ratio is not None:
         raise ValueError("give at most one of channels and keep_ratio, not both")
     if keep_ratio is not None:
@@ -82,14 +87,14 @@ def student_config(teacher: GeneratorConfig, channels: Sequence[int] | None = No
         channels = teacher.channels
     else:
         channels = list(channels)
-        if len(channels) != teacher.num_ws:
-            raise ValueError(f"a {teacher.resolution}px student needs {teacher.num_ws} per-layer "
-                             f"channels like the teacher's {list(teacher.channels)}, "
+        if len(channels) != len(teacher.channels):
+            raise ValueError(f"a {teacher.resolution}px student needs {len(teacher.channels)} "
+                             f"per-layer channels like the teacher's {list(teacher.channels)}, "
                              f"got {len(channels)}: {channels}")
     if mapping_features is None:
         mapping_features = teacher.mapping_features
-    return dataclasses.replace(teacher, channels=tuple(channels), kernel_size=kernel_size,
-                               mapping_features=tuple(mapping_features))
+    return dataclasses.replace(teacher, channels=tuple(channels), mapping_features=tuple(mapping_features),
+                               **{kernel_field: kernel_size})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -254,6 +259,10 @@ def init_student(teacher_cfg: GeneratorConfig, teacher_vars: dict, student_cfg: 
     if mapping_init == "inherit":
         _check_mapping(teacher_cfg, student_cfg)
     if synthesis_init == "inherit":
+        if isinstance(teacher_cfg, StyleGAN3Config):
+            raise ValueError("synthesis_init='inherit' is implemented for StyleGAN2 teachers only; "
+                             "StyleGAN3 students start from a random synthesis network "
+                             "(StyleKD's default, synthesis_init='random')")
         _check_synthesis(teacher_cfg, student_cfg)
     if isinstance(teacher_vars, flax.core.FrozenDict):
         teacher_vars = flax.core.unfreeze(teacher_vars)

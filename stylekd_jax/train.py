@@ -30,10 +30,11 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 
 from stylekd_jax import checkpoint, config as config_lib, evaluate, images, input_pipeline, losses, run_log, sharding
-from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig, count_params
+from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig, StyleGAN3Config, count_params
 from stylekd_jax.generate import seed_latents
 from stylekd_jax.lpips import load_params as load_lpips_params, lpips_fn
-from stylekd_jax.networks import Discriminator, Generator
+from stylekd_jax.networks import Discriminator, make_generator
+from stylekd_jax.ops.upfirdn2d import gaussian_blur2d
 from stylekd_jax.networks.generator import init_generator, num_params
 from stylekd_jax.sefa import sefa_directions
 from stylekd_jax.student import init_student, student_config
@@ -57,9 +58,9 @@ class Setup(NamedTuple):
     g_cfg: GeneratorConfig
     d_cfg: DiscriminatorConfig
     teacher_cfg: GeneratorConfig | None
-    G: Generator
+    G: Any          # generator module (StyleGAN2 or StyleGAN3), see networks.make_generator
     D: Discriminator
-    T: Generator | None
+    T: Any          # teacher module, or None
     g_tx: optax.GradientTransformation
     d_tx: optax.GradientTransformation
     lpips: Any      # f(x, y) -> [N], or None
@@ -69,9 +70,10 @@ class Setup(NamedTuple):
 # Building blocks
 
 
-def lazy_adam(config, interval: int) -> optax.GradientTransformation:
+def lazy_adam(config, interval: int, lr: float | None = None) -> optax.GradientTransformation:
     c = interval / (interval + 1)
-    return optax.adam(config.lr * c, b1=config.adam_b1 ** c, b2=config.adam_b2 ** c, eps=config.adam_eps)
+    lr = config.lr if lr is None else lr
+    return optax.adam(lr * c, b1=config.adam_b1 ** c, b2=config.adam_b2 ** c, eps=config.adam_eps)
 
 
 def freeze_mapping(tx: optax.GradientTransformation) -> optax.GradientTransformation:
@@ -92,40 +94,55 @@ def sample_latents(key, batch: int, z_dim: int, num_ws: int, mixing_prob: float)
     return z1, z2, cutoff
 
 
-def mixed_ws(model: Generator, variables, latents, update_w_avg: bool = False):
+def mixed_ws(model, variables, latents, update_w_avg: bool = False):
     """ws of z1 for layers < cutoff and of z2 after; returns (ws, updated buffers)."""
     z1, z2, cutoff = latents
-    ws1, mutated = model.apply(variables, z1, update_w_avg=update_w_avg, method=Generator.map,
+    ws1, mutated = model.apply(variables, z1, update_w_avg=update_w_avg, method="map",
                                mutable=["buffers"])
-    ws2 = model.apply(variables, z2, method=Generator.map)
+    ws2 = model.apply(variables, z2, method="map")
     layer = jnp.arange(ws1.shape[1])[None, :, None]
     return jnp.where(layer < cutoff, ws1, ws2), mutated["buffers"]
+
+
+def discriminate(s: Setup, d_params, img: jax.Array, step: jax.Array) -> jax.Array:
+    """D's logits; with `blur_init_sigma` > 0 (StyleGAN3-R) its input is blurred first, the
+    sigma fading linearly to 0 over `blur_fade_kimg` thousand images (NVlabs run_D)."""
+    c = s.config
+    if c.blur_init_sigma > 0:
+        seen = step.astype(jnp.float32) * c.batch_size
+        fade = jnp.maximum(1.0 - seen / (c.blur_fade_kimg * 1e3), 0.0) if c.blur_fade_kimg > 0 else 1.0
+        img = gaussian_blur2d(img, fade * c.blur_init_sigma, max_sigma=c.blur_init_sigma)
+    return s.D.apply({"params": d_params}, img)
 
 
 # ---------------------------------------------------------------------------------------
 # Losses of one iteration
 
 
-def d_main_loss(d_params, g_vars, real, key, s: Setup):
+def d_main_loss(d_params, g_vars, real, key, step, s: Setup):
     c = s.config
     k_lat, k_noise = jax.random.split(key)
     latents = sample_latents(k_lat, real.shape[0], s.g_cfg.z_dim, s.g_cfg.num_ws, c.loss.style_mixing)
     ws, _ = mixed_ws(s.G, g_vars, latents)
-    fake = s.G.apply(g_vars, ws, "random", method=Generator.synthesize, rngs={"noise": k_noise})
+    fake = s.G.apply(g_vars, ws, "random", method="synthesize", rngs={"noise": k_noise})
     fake = jax.lax.stop_gradient(fake)
-    real_logits = s.D.apply({"params": d_params}, real)
-    fake_logits = s.D.apply({"params": d_params}, fake)
+    real_logits = discriminate(s, d_params, real, step)
+    fake_logits = discriminate(s, d_params, fake, step)
     loss = losses.d_logistic(real_logits, fake_logits)
     return loss, {"d_loss": loss, "d_real": real_logits.mean(), "d_fake": fake_logits.mean()}
 
 
-def d_r1_loss(d_params, real, s: Setup):
-    penalty = losses.r1_penalty(lambda x: s.D.apply({"params": d_params}, x), real)
+def d_r1_loss(d_params, real, step, s: Setup):
+    penalty = losses.r1_penalty(lambda x: discriminate(s, d_params, x, step), real)
     return s.config.r1_gamma / 2 * penalty * s.config.r1_interval, {"r1": penalty}
 
 
-def g_main_loss(g_params, g_buffers, d_params, consts, key, s: Setup):
-    """GAN loss + StyleKD mimic losses. Returns (loss, (metrics, new buffers))."""
+def g_main_loss(g_params, g_buffers, d_params, consts, key, step, s: Setup):
+    """GAN loss + StyleKD mimic losses. Returns (loss, (metrics, new buffers)).
+
+    The new buffers carry the student's updated `w_avg` and, for StyleGAN3, its layers'
+    input-magnitude EMAs (NVlabs updates both in every generator forward of a training step).
+    """
     c = s.config
     batch = c.batch_size
     k_lat, k_off, k_noise_s, k_noise_t = jax.random.split(key, 4)
@@ -145,16 +162,21 @@ def g_main_loss(g_params, g_buffers, d_params, consts, key, s: Setup):
     else:
         ws_s_run = ws_s
         ws_t_run = ws_t if distill else None
-    img_s, aux_s = s.G.apply(g_vars, ws_s_run, "random", True, method=Generator.synthesize,
-                             rngs={"noise": k_noise_s})
-    fake_logits = s.D.apply({"params": d_params}, img_s[:batch])
+    if isinstance(s.g_cfg, StyleGAN3Config):
+        (img_s, aux_s), mutated = s.G.apply(g_vars, ws_s_run, "random", True, True,
+                                            method="synthesize", mutable=["buffers"])
+        new_buffers = {**new_buffers, "synthesis": mutated["buffers"]["synthesis"]}
+    else:
+        img_s, aux_s = s.G.apply(g_vars, ws_s_run, "random", True, method="synthesize",
+                                 rngs={"noise": k_noise_s})
+    fake_logits = discriminate(s, d_params, img_s[:batch], step)
     gan = losses.g_nonsaturating(fake_logits)
     total = c.loss.gan * gan
     metrics = {"g_gan": gan}
     if distill:
         k_noise = k_noise_s if c.loss.shared_noise else k_noise_t
         img_t, aux_t = s.T.apply(consts["teacher"], ws_t_run, "random", True,
-                                 method=Generator.synthesize, rngs={"noise": k_noise})
+                                 method="synthesize", rngs={"noise": k_noise})
         img_t, aux_t = jax.lax.stop_gradient((img_t, aux_t))
         if c.loss.l1_intermediate:
             l1 = sum(losses.l1(a[:batch], b[:batch]) for a, b in zip(aux_s["images"], aux_t["images"]))
@@ -186,7 +208,7 @@ def g_pl_loss(g_params, g_buffers, pl_mean, key, s: Setup):
     latents = sample_latents(k_lat, c.batch_size // c.pl_batch_shrink, s.g_cfg.z_dim, s.g_cfg.num_ws,
                              c.loss.style_mixing)
     ws, _ = mixed_ws(s.G, g_vars, latents)
-    synthesize = lambda w: s.G.apply(g_vars, w, "random", method=Generator.synthesize,  # noqa: E731
+    synthesize = lambda w: s.G.apply(g_vars, w, "random", method="synthesize",  # noqa: E731
                                      rngs={"noise": k_noise})
     lengths, _ = losses.path_length(synthesize, ws, k_pl)
     penalty, new_mean = losses.path_length_penalty(lengths, pl_mean, c.pl_decay)
@@ -224,14 +246,14 @@ def train_step(state: TrainState, real: jax.Array, consts, s: Setup, r1: bool, p
         return optax.apply_updates(params, updates), opt, aux
 
     d_params, d_opt, metrics = adam_step(s.d_tx, d_main_loss, state.d["params"], state.d_opt,
-                                         state.g, real, k_d, s)
+                                         state.g, real, k_d, state.step, s)
     metrics["r1"] = nan
     if r1:
-        d_params, d_opt, m = adam_step(s.d_tx, d_r1_loss, d_params, d_opt, real, s)
+        d_params, d_opt, m = adam_step(s.d_tx, d_r1_loss, d_params, d_opt, real, state.step, s)
         metrics.update(m)
 
     g_params, g_opt, (m, g_buffers) = adam_step(s.g_tx, g_main_loss, state.g["params"], state.g_opt,
-                                                state.g["buffers"], d_params, consts, k_g, s)
+                                                state.g["buffers"], d_params, consts, k_g, state.step, s)
     metrics.update(m)
     pl_mean, metrics["pl_penalty"] = state.pl_mean, nan
     if pl:
@@ -286,15 +308,22 @@ def build(config) -> tuple[Setup, dict, dict, dict]:
                               synthesis_init=config.student.synthesis_init)
         consts["teacher"] = teacher_vars
         if config.loss.ld > 0:
-            # The official code uses the 5 blocks after b4 (fewer exist below 128 px).
-            num_blocks = min(5, len(teacher_cfg.block_resolutions) - 1)
+            # The official code uses the 5 blocks after b4 (fewer exist below 128 px);
+            # StyleGAN3: the first 5 pairs of layers, L0..L9 (see sefa.py).
+            available = (teacher_cfg.num_layers // 2 if isinstance(teacher_cfg, StyleGAN3Config)
+                         else len(teacher_cfg.block_resolutions) - 1)
+            num_blocks = min(5, available)
             consts["directions"] = jnp.asarray(sefa_directions(
                 teacher_cfg, teacher_vars, mode=config.loss.ld_directions, num_blocks=num_blocks))
     else:
         gc = config.generator
-        g_cfg = GeneratorConfig.teacher(gc.resolution, gc.channel_base, gc.channel_max, z_dim=gc.z_dim,
-                                        w_dim=gc.w_dim, mapping_features=(gc.w_dim,) * gc.mapping_layers,
-                                        conv_clamp=gc.conv_clamp)
+        mapping = dict(z_dim=gc.z_dim, w_dim=gc.w_dim, mapping_features=(gc.w_dim,) * gc.mapping_layers)
+        if gc.family.startswith("stylegan3"):
+            g_cfg = StyleGAN3Config.teacher(gc.resolution, gc.family, gc.channel_base, gc.channel_max,
+                                            num_layers=gc.num_layers, **mapping)
+        else:
+            g_cfg = GeneratorConfig.teacher(gc.resolution, gc.channel_base, gc.channel_max,
+                                            conv_clamp=gc.conv_clamp, **mapping)
         g_vars = init_generator(g_cfg, k_g)
     d_cfg = _discriminator_config(config, g_cfg if teacher_cfg is None else teacher_cfg)
     lpips = None
@@ -305,10 +334,10 @@ def build(config) -> tuple[Setup, dict, dict, dict]:
     if config.student.freeze_mapping:
         g_tx = freeze_mapping(g_tx)
     dtype = jnp.dtype(config.dtype)
-    setup = Setup(config, g_cfg, d_cfg, teacher_cfg, Generator(g_cfg, dtype=dtype),
+    setup = Setup(config, g_cfg, d_cfg, teacher_cfg, make_generator(g_cfg, dtype),
                   Discriminator(d_cfg, dtype=dtype),
-                  Generator(teacher_cfg, dtype=dtype) if teacher_cfg else None,
-                  g_tx, lazy_adam(config, config.r1_interval), lpips)
+                  make_generator(teacher_cfg, dtype) if teacher_cfg else None,
+                  g_tx, lazy_adam(config, config.r1_interval, config.d_lr), lpips)
     return setup, g_vars, k_d, consts
 
 
@@ -319,6 +348,14 @@ def _discriminator_config(config, reference: GeneratorConfig) -> DiscriminatorCo
         _, d_cfg, _ = checkpoint.read_architecture(config.teacher)
         if d_cfg is not None:
             return d_cfg
+    if isinstance(reference, StyleGAN3Config):
+        # NVlabs trains StyleGAN3 with the StyleGAN2 discriminator of the run's --cbase/--cmax
+        # (the R config doubles only G's channels), clamped at 256.
+        gc = config.generator
+        base, cmax = (gc.channel_base, gc.channel_max) if not config.teacher else (32768, 512)
+        if not config.teacher and gc.family == "stylegan3-r":
+            base, cmax = base // 2, cmax // 2
+        return DiscriminatorConfig.teacher(reference.resolution, base, cmax, conv_clamp=256.0)
     per_res = {r: reference.channels[max(2 * k, 1)] for k, r in enumerate(reference.block_resolutions)}
     return DiscriminatorConfig(resolution=reference.resolution, channels=tuple(per_res.items()),
                                conv_clamp=reference.conv_clamp)
@@ -355,11 +392,11 @@ def pretrain_mapping(setup: Setup, g_vars, teacher_vars, writer) -> dict:
     @jax.jit
     def step(params, opt, key):
         z = jax.random.normal(key, (ts.batch_size, setup.g_cfg.z_dim))
-        w_t = setup.T.apply(teacher_vars, z, method=Generator.map)[:, 0]
+        w_t = setup.T.apply(teacher_vars, z, method="map")[:, 0]
 
         def loss_fn(p):
             v = {"params": {**g_vars["params"], "mapping": p}, "buffers": g_vars["buffers"]}
-            return distance(setup.G.apply(v, z, method=Generator.map)[:, 0], w_t)
+            return distance(setup.G.apply(v, z, method="map")[:, 0], w_t)
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt = tx.update(grads, opt, params)
         return optax.apply_updates(params, updates), opt, loss
@@ -453,46 +490,61 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     report = periodic_actions.ReportProgress(num_train_steps=config.total_steps, writer=writer,
                                              every_steps=config.log_every_steps)
     pending, last_log, last_log_time = [], start, time.time()
-    for step in range(start, config.total_steps):
-        real = next(batches)
-        phases = lazy_phases(config, step)
-        if phases not in compiled:
-            names = " + ".join(n for n, on in zip(("R1", "path length"), phases) if on) or "no"
-            print(f"step {step}/{config.total_steps}: compiling the training step with {names} "
-                  f"regularisation (a minute on a CPU, seconds on a GPU/TPU) ...", flush=True)
-            compiled[phases] = step_fn.lower(state, real, consts, *phases).compile()
-            # Processes that finish compiling at different times meet here, not at a collective.
-            sharding.wait_for_all_processes(f"training step {phases} compiled in {workdir}")
-        state, metrics = compiled[phases](state, real, consts)
-        pending.append(metrics)
-        done = step + 1
-        report(done)
-        is_last = done == config.total_steps
-        if done % config.log_every_steps == 0 or is_last or done % config.checkpoint_every_steps == 0:
-            _check_finite(pending, done, manager)
-            host = jax.device_get(pending)
-            summary = {k: float(np.nanmean([m[k] for m in host])) for k in host[-1]
-                       if k != "finite" and not np.all(np.isnan([m[k] for m in host]))}
-            now = time.time()
-            summary["images_per_sec"] = (done - last_log) * config.batch_size / max(now - last_log_time, 1e-9)
-            writer.write_scalars(done, summary)
-            pending, last_log, last_log_time = [], done, now
-        if done % config.sample_every_steps == 0 or is_last:
-            teacher_img, student_img = sampler({"params": state.g_ema, "buffers": state.g["buffers"]},
-                                               consts.get("teacher"), sample_z)
-            grid = sample_grid(teacher_img, student_img)
-            writer.write_images(done, {"samples/teacher_over_student": grid[None]})
-            if is_main:
-                os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-                images.save_png(os.path.join(workdir, "samples", f"{done:07d}.png"), grid)
-        if done % config.checkpoint_every_steps == 0 or is_last:
-            manager.save(done, args=ocp.args.StandardSave(state))   # async: training goes on
-            export_student(workdir, setup, state)
-        periodic = config.eval.every_steps and done % config.eval.every_steps == 0
-        if config.eval.metrics and (periodic or is_last):
-            writer.write_scalars(done, run_evaluation(setup, state, consts, config))
+    saving = None   # the step whose asynchronous checkpoint write may still be running
+    # Every way out of this loop (an error, a NaN, Ctrl-C) first waits for that write (_stop).
+    try:
+        if start == config.total_steps:   # stopped between its last checkpoint and the export?
+            _export_if_missing(workdir, setup, state, manager)
+        for step in range(start, config.total_steps):
+            real = next(batches)
+            phases = lazy_phases(config, step)
+            if phases not in compiled:
+                names = " + ".join(n for n, on in zip(("R1", "path length"), phases) if on) or "no"
+                print(f"step {step}/{config.total_steps}: compiling the training step with {names} "
+                      f"regularisation (a minute on a CPU, seconds on a GPU/TPU) ...", flush=True)
+                compiled[phases] = step_fn.lower(state, real, consts, *phases).compile()
+                # Processes that finish compiling at different times meet here, not at a collective.
+                sharding.wait_for_all_processes(f"training step {phases} compiled in {workdir}")
+            state, metrics = compiled[phases](state, real, consts)
+            pending.append(metrics)
+            done = step + 1
+            report(done)
+            is_last = done == config.total_steps
+            log_now = done % config.log_every_steps == 0 or is_last or done % config.checkpoint_every_steps == 0
+            # A failed background write stops the run now, not at the next save: checked every
+            # step once it has ended (one process), and waited for at every log step (the same
+            # steps on all processes).
+            if saving is not None and (log_now or jax.process_count() == 1
+                                       and not manager.is_saving_in_progress()):
+                saving = _finish_save(manager, saving)
+            if log_now:
+                _check_finite(pending, done)
+                host = jax.device_get(pending)
+                summary = {k: float(np.nanmean([m[k] for m in host])) for k in host[-1]
+                           if k != "finite" and not np.all(np.isnan([m[k] for m in host]))}
+                now = time.time()
+                summary["images_per_sec"] = (done - last_log) * config.batch_size / max(now - last_log_time, 1e-9)
+                writer.write_scalars(done, summary)
+                pending, last_log, last_log_time = [], done, now
+            if done % config.sample_every_steps == 0 or is_last:
+                teacher_img, student_img = sampler({"params": state.g_ema, "buffers": state.g["buffers"]},
+                                                   consts.get("teacher"), sample_z)
+                grid = sample_grid(teacher_img, student_img)
+                writer.write_images(done, {"samples/teacher_over_student": grid[None]})
+                if is_main:
+                    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+                    images.save_png(os.path.join(workdir, "samples", f"{done:07d}.png"), grid)
+            if done % config.checkpoint_every_steps == 0 or is_last:
+                saving = _start_save(manager, done, state)   # async: training goes on
+                _export(workdir, setup, state, manager)
+            periodic = config.eval.every_steps and done % config.eval.every_steps == 0
+            if config.eval.metrics and (periodic or is_last):
+                writer.write_scalars(done, run_evaluation(setup, state, consts, config))
+        if saving is not None:
+            saving = _finish_save(manager, saving)
+    except BaseException as error:
+        _stop(error, manager, writer)
     writer.close()
-    manager.wait_until_finished()
     manager.close()
     return state
 
@@ -514,16 +566,112 @@ def run_evaluation(setup: Setup, state: TrainState, consts, config) -> dict:
     return {**{f"eval/{k}": v for k, v in results.items()}, "eval/seconds": time.time() - start}
 
 
-def _check_finite(pending, step: int, manager) -> None:
+# ---------------------------------------------------------------------------------------
+# Stopping without losing what is written
+
+
+class _NonFiniteLoss(FloatingPointError):
+    """A NaN/Inf loss at `step`; reworded by `_stop` once the checkpoint on disk is known."""
+
+    def __init__(self, step: int):
+        super().__init__(f"non-finite loss at step {step}")
+        self.step = step
+
+
+def _check_finite(pending, step: int) -> None:
     """Stop on a NaN/Inf loss before anything is saved; the last good checkpoint stays intact."""
     bad = [i for i, m in enumerate(pending) if not bool(m["finite"])]
     if bad:
-        first = step - len(pending) + bad[0] + 1
-        last_good = manager.latest_step()
+        raise _NonFiniteLoss(step - len(pending) + bad[0] + 1)
+
+
+def _latest_on_disk(manager) -> int | None:
+    """The newest checkpoint step that is complete on disk (re-read, not orbax's cached list)."""
+    try:
+        manager.reload()
+        return manager.latest_step()
+    except Exception:   # the directory itself is unreadable
+        return None
+
+
+def _on_disk(manager) -> str:
+    latest = _latest_on_disk(manager)
+    if latest is None:
+        return f"No checkpoint is on disk in {manager.directory} yet, so a rerun starts from step 0"
+    return f"The checkpoint of step {latest} ({manager.directory}/{latest}) is on disk, complete"
+
+
+def _save_failed(what: str, path, error: BaseException, manager) -> checkpoint.CheckpointSaveError:
+    """One line: what could not be written where and why, the free space there, what is on disk."""
+    reason = " ".join(str(error).split())[:200] or "no message"
+    free = checkpoint.free_bytes(str(path))
+    latest = _latest_on_disk(manager)
+    size = checkpoint.folder_bytes(os.path.join(str(manager.directory), str(latest))) if latest else 0
+    space = "" if free is None else f"; {free / 2 ** 30:.2f} GiB free on that disk" + (
+        f", a checkpoint takes {size / 2 ** 20:.1f} MiB" if size else "")
+    return checkpoint.CheckpointSaveError(
+        f"writing {what} to {path} failed ({type(error).__name__}: {reason}){space}. "
+        f"{_on_disk(manager)}: free some space (or fix the path), then rerun the same command")
+
+
+def _start_save(manager, step: int, state: TrainState) -> int:
+    """Start the asynchronous checkpoint of `step`; returns the step."""
+    try:
+        manager.save(step, args=ocp.args.StandardSave(state))
+    except Exception as e:   # an earlier write's failure, or this one's synchronous part
+        raise _save_failed(f"checkpoint step {step}", manager.directory / str(step), e, manager) from None
+    return step
+
+
+def _finish_save(manager, step: int) -> None:
+    """Wait for the checkpoint write of `step`; a failed one stops training with one line."""
+    path = manager.directory / str(step)
+    try:
+        manager.wait_until_finished()
+        manager.check_for_errors()
+        if not (path.exists() and ocp.utils.is_checkpoint_finalized(path)):
+            raise OSError("the write ended without completing the checkpoint")
+    except Exception as e:
+        raise _save_failed(f"checkpoint step {step}", path, e, manager) from None
+    return None
+
+
+def _export(workdir: str, setup: Setup, state: TrainState, manager) -> None:
+    """export_student; a failed write (the previous export stays whole) stops with one line."""
+    try:
+        export_student(workdir, setup, state)
+    except Exception as e:
+        raise _save_failed(f"the student export of step {int(state.step)}",
+                           os.path.join(workdir, "student"), e, manager) from None
+
+
+def _export_if_missing(workdir: str, setup: Setup, state: TrainState, manager) -> None:
+    """A run resumed at its last step: export the student unless that export is complete."""
+    needed = not checkpoint.is_complete(os.path.join(workdir, "student"), step=int(state.step))
+    sharding.wait_for_all_processes(f"export of {workdir} checked")   # nobody writes before all looked
+    if needed:
+        _export(workdir, setup, state, manager)
+
+
+def _stop(error: BaseException, manager, writer) -> None:
+    """Leave the loop on `error` only after the checkpoint being written is on disk (or has
+    failed), then re-raise it; a NaN stop names the checkpoint really on disk."""
+    try:
+        manager.wait_until_finished()
+    except Exception:
+        pass   # the failed write is not on disk, which the messages below go by
+    try:
+        writer.flush()
+    except Exception:
+        pass
+    if isinstance(error, _NonFiniteLoss):
         raise FloatingPointError(
-            f"non-finite loss at step {first}; training stopped. The last good checkpoint "
-            f"(step {last_good}) is intact: lower config.lr or check the data, then rerun the "
-            f"same command to resume from it.")
+            f"non-finite loss at step {error.step}; training stopped. {_on_disk(manager)}: lower "
+            f"config.lr or check the data, then rerun the same command") from None
+    if isinstance(error, input_pipeline.DataError):
+        raise input_pipeline.DataError(f"{error}. {_on_disk(manager)}: fix the data, then rerun "
+                                       f"the same command") from None
+    raise error
 
 
 def _print_networks(setup: Setup, consts) -> None:

@@ -19,6 +19,10 @@ made by the official stylegan2-ada-pytorch and stylegan3 training code and again
   While pickling, fake `torch_utils.persistence` and `dnnlib.util` modules are put in
   `sys.modules` (and removed again), so no NVlabs code is needed.  `module_src` is a short
   placeholder string: nothing may ever execute it.
+* stylegan3-repo StyleGAN3 pickle (`write_stylegan3_pickle`): the same container, classes of
+  `training/networks_stylegan3.py` (Generator, MappingNetwork, SynthesisNetwork, SynthesisInput,
+  SynthesisLayer, FullyConnectedLayer) written from `sg3_reference` modules, snapshot key order
+  of the stylegan3 training loop `dict(G, D, G_ema, augment_pipe, training_set_kwargs)`.
 * rosinality `.pt`: `torch.save({'g', 'd', 'g_ema', ['g_optim', 'd_optim', 'args', 'ada_aug_p'],
   ['latent_avg']})` with rosinality state-dict names (REFERENCE.md section 4).
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import math
 import pickle
 import re
@@ -39,7 +44,7 @@ import torch
 from torch import nn
 
 __all__ = [
-    "write_nvlabs_pickle", "write_rosinality_pt", "write_stylegan3_pickle",
+    "write_nvlabs_pickle", "write_rosinality_pt", "write_stylegan3_pickle", "make_stylegan3_reference",
     "rename_nvlabs_to_rosinality_generator", "rename_nvlabs_to_rosinality_discriminator",
     "rename_rosinality_to_nvlabs_generator", "rename_rosinality_to_nvlabs_discriminator",
     "EasyDict",
@@ -417,98 +422,188 @@ def write_nvlabs_pickle(path, G, D, G_ema=None, flavor="ada", *, style=None, num
 
 
 # ----------------------------------------------------------------------------------------------
-# StyleGAN3 (alias-free) pickle, only so that "not supported" paths can be tested
+# StyleGAN3 (alias-free) network pickles (stylegan3 repo, `training/networks_stylegan3.py`)
 
 
-# A tiny stylegan3-T config (img 16, channel_base 1024, channel_max 32, 6 layers), values as the
-# official code computes them: (name, in_ch, out_ch, in_size, out_size, in_sr, out_sr, up_taps,
-# down_taps, kernel, is_torgb, critical, (in_cutoff, out_cutoff), (in_half_width, out_half_width), padding).
-_C = [2.0, 2.8284271247461903, 4.0, 5.656854249492381, 8.0]
-_HW = [6.0, 5.17157287525381, 4.0, 2.3431457505076194, 1.8491553067593305]
-_SG3_LAYERS = [
-    ("L0_36_32", 32, 32, 36, 36, 16, 16, 12, 12, 3, False, False, (_C[0], _C[0]), (_HW[0], _HW[0]), [9, 8, 9, 8]),
-    ("L1_36_32", 32, 32, 36, 36, 16, 16, 12, 12, 3, False, False, (_C[0], _C[1]), (_HW[0], _HW[1]), [9, 8, 9, 8]),
-    ("L2_36_32", 32, 32, 36, 36, 16, 16, 12, 12, 3, False, False, (_C[1], _C[2]), (_HW[1], _HW[2]), [9, 8, 9, 8]),
-    ("L3_36_32", 32, 32, 36, 36, 16, 16, 12, 12, 3, False, False, (_C[2], _C[3]), (_HW[2], _HW[3]), [9, 8, 9, 8]),
-    ("L4_36_32", 32, 32, 36, 36, 16, 16, 12, 12, 3, False, True, (_C[3], _C[4]), (_HW[3], _HW[4]), [9, 8, 9, 8]),
-    ("L5_16_32", 32, 32, 36, 16, 16, 16, 12, 12, 3, False, True, (_C[4], _C[4]), (_HW[4], _HW[4]),
-     [-11, -12, -11, -12]),
-    ("L6_16_3", 32, 3, 16, 16, 16, 16, 1, 1, 1, True, True, (_C[4], _C[4]), (_HW[4], _HW[4]), [0, 0, 0, 0]),
-]
+def _sg3_reference():
+    """Import the sibling sg3_reference module whether or not tests/ is a package."""
+    try:
+        from . import sg3_reference as sr
+    except ImportError:
+        import sg3_reference as sr
+    return sr
 
 
-def write_stylegan3_pickle(path, seed=0):
-    """Write a small StyleGAN3-T-shaped network pickle (SynthesisInput, layers L0_36_32 ..)."""
-    tr = _torch_reference()
+_SG3_NET_KEYS = ("channel_base", "channel_max", "num_layers", "num_critical", "first_cutoff", "first_stopband",
+                 "last_stopband_rel", "margin_size", "output_scale", "num_fp16_res")
+_SG3_LAYER_KEYS = ("conv_kernel", "filter_size", "lrelu_upsampling", "use_radial_filters", "conv_clamp",
+                   "magnitude_ema_beta")
 
-    gen = torch.Generator().manual_seed(seed)
-    rn = lambda *shape: torch.randn(*shape, generator=gen)  # noqa: E731
-    w_dim = z_dim = 32
-    num_ws, beta = len(_SG3_LAYERS) + 1, 0.5 ** (32 / 20000)
 
-    def obj(name, state):
-        return _Persistent(name, state, SG3_MODULE_SRC)
+def _sg3_generator_kwargs(cfg):
+    """(Generator kwargs, mapping_kwargs) in the order train.py produces them.
 
-    def fc(i, o, kw, lr=1, act="linear", weight=None, bias=None):
-        dummy = nn.Module()
-        params = dict(weight=rn(o, i) if weight is None else weight, bias=rn(o) * 0.1 if bias is None else bias)
-        attrs = dict(in_features=i, out_features=o, activation=act, weight_gain=lr / np.sqrt(i), bias_gain=lr)
-        return obj("FullyConnectedLayer", _state(dummy, attrs, (i, o), kw, parameters=params, buffers={}))
+    train.py builds G_kwargs = (class_name,) z_dim, w_dim, mapping_kwargs, channel_base, channel_max,
+    magnitude_ema_beta, [R: conv_kernel=1, use_radial_filters=True], and the training loop adds
+    c_dim, img_resolution, img_channels.  Any other hyperparameter that differs from the NVlabs
+    class default (e.g. num_layers of a tiny test network, or --fp32's num_fp16_res / conv_clamp)
+    is appended after the train.py ones, as a custom G_kwargs entry would be.
+    """
+    default = type(cfg)(img_resolution=cfg.img_resolution)      # the NVlabs class defaults
+    mapping_kwargs = EasyDict(num_layers=cfg.mapping_layers)
+    if cfg.mapping_lr != default.mapping_lr:
+        mapping_kwargs.lr_multiplier = cfg.mapping_lr
+    if cfg.w_avg_beta != default.w_avg_beta:
+        mapping_kwargs.w_avg_beta = cfg.w_avg_beta
+    kw = dict(z_dim=cfg.z_dim, w_dim=cfg.w_dim, mapping_kwargs=mapping_kwargs, channel_base=cfg.channel_base,
+              channel_max=cfg.channel_max, magnitude_ema_beta=cfg.magnitude_ema_beta)
+    if cfg.conv_kernel != default.conv_kernel:
+        kw["conv_kernel"] = cfg.conv_kernel
+    if cfg.use_radial_filters:
+        kw["use_radial_filters"] = True
+    for key in _SG3_NET_KEYS + _SG3_LAYER_KEYS:
+        if key not in kw and getattr(cfg, key) != getattr(default, key):
+            kw[key] = getattr(cfg, key)
+    kw.update(c_dim=cfg.c_dim, img_resolution=cfg.img_resolution, img_channels=cfg.img_channels)
+    return kw
 
-    layers = {}
-    for (name, cin, cout, isz, osz, isr, osr, upt, dnt, k, torgb, crit, cut, hw, pad) in _SG3_LAYERS:
-        cut, hw = [np.float64(v) for v in cut], [np.float64(v) for v in hw]
-        params = dict(weight=rn(cout, cin, k, k), bias=rn(cout) * 0.1)
-        bufs = dict(magnitude_ema=torch.ones([]), up_filter=rn(upt) if upt > 1 else None,
-                    down_filter=rn(dnt) if dnt > 1 else None)
-        attrs = dict(w_dim=w_dim, is_torgb=torgb, is_critically_sampled=crit, use_fp16=np.True_,
-                     in_channels=cin, out_channels=cout, in_size=np.array([isz, isz]),
-                     out_size=np.array([osz, osz]), in_sampling_rate=isr, out_sampling_rate=osr,
-                     tmp_sampling_rate=isr if torgb else 2 * max(isr, osr), in_cutoff=cut[0], out_cutoff=cut[1],
-                     in_half_width=hw[0], out_half_width=hw[1], conv_kernel=k, conv_clamp=256,
-                     magnitude_ema_beta=beta, up_factor=1 if torgb else 2, up_taps=upt,
-                     down_factor=1 if torgb else 2, down_taps=dnt, down_radial=False, padding=list(pad))
-        kw = dict(w_dim=w_dim, is_torgb=torgb, is_critically_sampled=crit, use_fp16=np.True_, in_channels=cin,
-                  out_channels=cout, in_size=isz, out_size=osz, in_sampling_rate=isr, out_sampling_rate=osr,
-                  in_cutoff=cut[0], out_cutoff=cut[1], in_half_width=hw[0], out_half_width=hw[1],
-                  magnitude_ema_beta=beta)
-        layers[name] = obj("SynthesisLayer", _state(nn.Module(), attrs, (), kw, {"affine": fc(w_dim, cin, dict(bias_init=1))},
-                                                     parameters=params, buffers=bufs))
-    c0 = _SG3_LAYERS[0][1]
-    inp_affine = fc(w_dim, 4, dict(weight_init=0, bias_init=[1, 0, 0, 0]), weight=torch.zeros(4, w_dim),
-                    bias=torch.tensor([1.0, 0.0, 0.0, 0.0]))
-    inp = obj("SynthesisInput", _state(
-        nn.Module(), dict(w_dim=w_dim, channels=c0, size=np.array([36, 36]), sampling_rate=np.float64(16.0),
-                          bandwidth=np.float64(2.0)), (),
-        dict(w_dim=w_dim, channels=c0, size=36, sampling_rate=np.float64(16.0), bandwidth=np.float64(2.0)),
-        {"affine": inp_affine},
-        parameters=dict(weight=rn(c0, c0)),
-        buffers=dict(transform=torch.eye(3), freqs=rn(c0, 2), phases=rn(c0) - 0.5)))
-    syn_kw = dict(w_dim=w_dim, img_resolution=16, img_channels=3, channel_base=1024, channel_max=32, num_layers=6,
-                  magnitude_ema_beta=beta)
-    syn = obj("SynthesisNetwork", _state(
-        nn.Module(), dict(w_dim=w_dim, num_ws=num_ws, img_resolution=16, img_channels=3, num_layers=6,
-                          num_critical=2, margin_size=10, output_scale=0.25, num_fp16_res=4,
-                          layer_names=list(layers)), (), syn_kw, {"input": inp, **layers}))
-    fcs = {f"fc{i}": fc(z_dim if i == 0 else w_dim, w_dim, dict(activation="lrelu", lr_multiplier=0.01), lr=0.01,
-                        act="lrelu") for i in range(2)}
-    mapping = obj("MappingNetwork", _state(
-        nn.Module(), dict(z_dim=z_dim, c_dim=0, w_dim=w_dim, num_ws=num_ws, num_layers=2, w_avg_beta=0.998,
-                          embed=None), (),
-        dict(z_dim=z_dim, c_dim=0, w_dim=w_dim, num_ws=num_ws, num_layers=2), fcs,
-        parameters={}, buffers=dict(w_avg=rn(w_dim))))
-    g_kwargs = dict(z_dim=z_dim, w_dim=w_dim, mapping_kwargs=EasyDict(num_layers=2), channel_base=1024,
-                    channel_max=32, num_layers=6, magnitude_ema_beta=beta, c_dim=0, img_resolution=16,
-                    img_channels=3)
 
-    def generator():
-        return obj("Generator", _state(nn.Module(), dict(z_dim=z_dim, c_dim=0, w_dim=w_dim, img_resolution=16,
-                                                         img_channels=3, num_ws=num_ws), (), g_kwargs,
-                                       {"synthesis": syn, "mapping": mapping}))
+class _SG3Writer:
+    """Turns an sg3_reference.Generator into the persistent objects of networks_stylegan3, with
+    the `__dict__` each NVlabs class builds in its __init__ (attribute order and Python / numpy
+    types as there: sizes are numpy int arrays of shape [2], cutoffs numpy float64, use_fp16 a
+    numpy bool, sampling rates and paddings Python ints; single-tap filters None buffers)."""
 
-    D = tr.RefDiscriminator(16, channel_base=1024, channel_max=32, conv_clamp=256).randomize_(seed)
-    snapshot = dict(training_set_kwargs=_default_training_set_kwargs(16), G=generator(),
-                    D=_NVWriter("sg3").discriminator(D, 4), G_ema=generator(), augment_pipe=None)
+    def obj(self, class_name, state):
+        return _Persistent(class_name, state, SG3_MODULE_SRC)
+
+    def fc(self, m, init_args, init_kwargs):
+        lr = m.lr_multiplier
+        attrs = dict(in_features=m.in_features, out_features=m.out_features, activation=m.activation,
+                     weight_gain=lr / np.sqrt(m.in_features), bias_gain=lr)
+        return self.obj("FullyConnectedLayer", _state(m, attrs, init_args, init_kwargs))
+
+    def synthesis_input(self, m):
+        s = m.spec
+        attrs = dict(w_dim=m.w_dim, channels=s.channels, size=np.broadcast_to(np.asarray(s.size), [2]),
+                     sampling_rate=s.sampling_rate, bandwidth=s.bandwidth)
+        kw = dict(w_dim=m.w_dim, channels=s.channels, size=s.size, sampling_rate=s.sampling_rate,
+                  bandwidth=s.bandwidth)
+        affine = self.fc(m.affine, (m.w_dim, 4), dict(weight_init=0, bias_init=[1, 0, 0, 0]))
+        return self.obj("SynthesisInput", _state(m, attrs, (), kw, {"affine": affine}))
+
+    def synthesis_layer(self, m, layer_kwargs):
+        s = m.spec
+        size2 = lambda v: np.broadcast_to(np.asarray(v), [2])  # noqa: E731
+        ctor = dict(w_dim=m.w_dim, is_torgb=s.is_torgb, is_critically_sampled=s.is_critically_sampled,
+                    use_fp16=s.use_fp16, in_channels=s.in_channels, out_channels=s.out_channels,
+                    in_size=s.in_size, out_size=s.out_size, in_sampling_rate=s.in_sampling_rate,
+                    out_sampling_rate=s.out_sampling_rate, in_cutoff=s.in_cutoff, out_cutoff=s.out_cutoff,
+                    in_half_width=s.in_half_width, out_half_width=s.out_half_width)
+        attrs = dict(w_dim=m.w_dim, is_torgb=s.is_torgb, is_critically_sampled=s.is_critically_sampled,
+                     use_fp16=s.use_fp16, in_channels=s.in_channels, out_channels=s.out_channels,
+                     in_size=size2(s.in_size), out_size=size2(s.out_size), in_sampling_rate=s.in_sampling_rate,
+                     out_sampling_rate=s.out_sampling_rate, tmp_sampling_rate=s.tmp_sampling_rate,
+                     in_cutoff=s.in_cutoff, out_cutoff=s.out_cutoff, in_half_width=s.in_half_width,
+                     out_half_width=s.out_half_width, conv_kernel=s.conv_kernel, conv_clamp=m.conv_clamp,
+                     magnitude_ema_beta=m.magnitude_ema_beta,
+                     up_factor=s.up_factor, up_taps=s.up_taps, down_factor=s.down_factor, down_taps=s.down_taps,
+                     down_radial=s.down_radial, padding=[int(p) for p in s.padding])
+        affine = self.fc(m.affine, (m.w_dim, s.in_channels), dict(bias_init=1))
+        return self.obj("SynthesisLayer", _state(m, attrs, (), dict(ctor, **layer_kwargs), {"affine": affine},
+                                                 buffers=dict(m._buffers)))   # keeps the None filters
+
+    def generator(self, G):
+        cfg = G.cfg
+        g_kwargs = _sg3_generator_kwargs(cfg)
+        syn_kwargs = {k: v for k, v in g_kwargs.items() if k in _SG3_NET_KEYS + _SG3_LAYER_KEYS}
+        layer_kwargs = {k: v for k, v in syn_kwargs.items() if k in _SG3_LAYER_KEYS}
+
+        syn = G.synthesis
+        kids = {"input": self.synthesis_input(syn.input)}
+        for name in syn.layer_names:
+            kids[name] = self.synthesis_layer(getattr(syn, name), layer_kwargs)
+        attrs = dict(w_dim=cfg.w_dim, num_ws=cfg.num_ws, img_resolution=cfg.img_resolution,
+                     img_channels=cfg.img_channels, num_layers=cfg.num_layers, num_critical=cfg.num_critical,
+                     margin_size=cfg.margin_size, output_scale=cfg.output_scale, num_fp16_res=cfg.num_fp16_res,
+                     layer_names=list(syn.layer_names))
+        kw = dict(w_dim=cfg.w_dim, img_resolution=cfg.img_resolution, img_channels=cfg.img_channels, **syn_kwargs)
+        synthesis = self.obj("SynthesisNetwork", _state(syn, attrs, (), kw, kids))
+
+        mp = G.mapping
+        kids = {}
+        attrs = dict(z_dim=mp.z_dim, c_dim=mp.c_dim, w_dim=mp.w_dim, num_ws=mp.num_ws, num_layers=mp.num_layers,
+                     w_avg_beta=mp.w_avg_beta)
+        if mp.c_dim > 0:
+            kids["embed"] = self.fc(mp.embed, (mp.c_dim, mp.w_dim), {})
+        else:
+            attrs["embed"] = None       # NVlabs assigns None: a plain attribute, not a submodule
+        for i in range(mp.num_layers):
+            fc = getattr(mp, f"fc{i}")
+            kids[f"fc{i}"] = self.fc(fc, (fc.in_features, fc.out_features),
+                                     dict(activation="lrelu", lr_multiplier=mp.lr_multiplier))
+        kw = dict(z_dim=mp.z_dim, c_dim=mp.c_dim, w_dim=mp.w_dim, num_ws=mp.num_ws, **g_kwargs["mapping_kwargs"])
+        mapping = self.obj("MappingNetwork", _state(mp, attrs, (), kw, kids))
+
+        attrs = dict(z_dim=cfg.z_dim, c_dim=cfg.c_dim, w_dim=cfg.w_dim, img_resolution=cfg.img_resolution,
+                     img_channels=cfg.img_channels, num_ws=cfg.num_ws)
+        return self.obj("Generator", _state(G, attrs, (), g_kwargs, {"synthesis": synthesis, "mapping": mapping}))
+
+
+def make_stylegan3_reference(cfg="t", resolution=16, *, channel_base=None, channel_max=None, num_layers=6,
+                             z_dim=32, w_dim=32, c_dim=0, seed=0, **overrides):
+    """The randomized sg3_reference.Generator that write_stylegan3_pickle writes by default.
+
+    Defaults give a tiny network: T: channel_base 1024, channel_max 32; R: 2048 / 64 (R doubles
+    them, as train.py does); 6 layers (+ ToRGB).  `overrides` go to sg3_reference.config.
+    """
+    sr = _sg3_reference()
+    r = str(cfg).lower().removeprefix("stylegan3-") == "r"
+    base = (2048 if r else 1024) if channel_base is None else channel_base
+    cmax = (64 if r else 32) if channel_max is None else channel_max
+    return sr.make_generator(cfg, resolution, seed=seed, channel_base=base, channel_max=cmax, num_layers=num_layers,
+                             z_dim=z_dim, w_dim=w_dim, c_dim=c_dim, **overrides)
+
+
+def write_stylegan3_pickle(path, cfg="t", resolution=16, *, channel_base=None, channel_max=None, num_layers=6,
+                           z_dim=32, w_dim=32, c_dim=0, seed=0, G=None, D=None):
+    """Write a genuine stylegan3-repo training snapshot; returns `path` unchanged.
+
+    The pickle is `dict(G, D, G_ema, augment_pipe=None, training_set_kwargs)` (the key order of
+    the stylegan3 training loop; augment_pipe None as with --aug=noaug).  G_ema is `G` when
+    given (an sg3_reference.Generator; the architecture arguments must then be left alone), else
+    `make_stylegan3_reference(cfg, resolution, ..., seed=seed)`; build it that way yourself to
+    run it.  The training-time G is a copy with slightly perturbed parameters (buffers equal, as
+    the training loop copies them), so readers must pick G_ema.  D (default: a randomized
+    torch_reference RefDiscriminator, the StyleGAN2 discriminator the stylegan3 repo trains with,
+    channel_base / channel_max halved for R as train.py does) stays unconditional even for
+    c_dim > 0, which is enough for the error tests.
+    """
+    if G is None:
+        G = make_stylegan3_reference(cfg, resolution, channel_base=channel_base, channel_max=channel_max,
+                                     num_layers=num_layers, z_dim=z_dim, w_dim=w_dim, c_dim=c_dim, seed=seed)
+    elif (cfg, resolution, channel_base, channel_max, num_layers, z_dim, w_dim, c_dim) != \
+            ("t", 16, None, None, 6, 32, 32, 0):
+        raise ValueError("pass either G or architecture arguments, not both")
+    G_ema = G
+    G_train = copy.deepcopy(G_ema)
+    gen = torch.Generator().manual_seed(int(seed) + 1)
+    with torch.no_grad():
+        for p in G_train.parameters():
+            p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.01)
+    c = G_ema.cfg
+    if D is None:
+        radial_r = c.use_radial_filters and c.conv_kernel == 1
+        d_base, d_max = (c.channel_base // 2, c.channel_max // 2) if radial_r else (c.channel_base, c.channel_max)
+        D = _torch_reference().RefDiscriminator(c.img_resolution, channel_base=d_base, channel_max=d_max,
+                                                conv_clamp=c.conv_clamp, img_channels=c.img_channels)
+        D.randomize_(seed)
+    w = _SG3Writer()
+    training_set_kwargs = dict(class_name="training.dataset.ImageFolderDataset", path="/data/ffhqu-256x256.zip",
+                               use_labels=c.c_dim > 0, max_size=70000, xflip=True,
+                               resolution=c.img_resolution, random_seed=0)
+    snapshot = dict(G=w.generator(G_train), D=_NVWriter("sg3").discriminator(D, c.num_fp16_res),
+                    G_ema=w.generator(G_ema), augment_pipe=None, training_set_kwargs=training_set_kwargs)
     with _fake_nvlabs_modules(), open(path, "wb") as f:
         pickle.dump(snapshot, f, protocol=4)
     return path

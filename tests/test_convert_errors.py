@@ -63,9 +63,13 @@ def test_conditional_model(tmp_path, capsys):
     assert "conditional" in convert_error(tmp_path, capsys, path)
 
 
-def test_stylegan3_pickle(tmp_path, capsys):
-    path = fw.write_stylegan3_pickle(str(tmp_path / "sg3.pkl"))
-    assert "StyleGAN3" in convert_error(tmp_path, capsys, path)
+def test_bare_stylegan3_state_dict(tmp_path, capsys):
+    """A StyleGAN3 state dict lacks the settings (filters' schedule): ask for the pickle."""
+    sd = fw.make_stylegan3_reference("t").state_dict()
+    path = tmp_path / "sg3_state_dict.pt"
+    torch.save(sd, path)
+    message = convert_error(tmp_path, capsys, path)
+    assert "StyleGAN3" in message and ".pkl" in message
 
 
 @pytest.mark.parametrize("damage", ["drop_layer", "wrong_shape"])
@@ -87,3 +91,73 @@ def test_a_dict_without_networks(tmp_path, capsys):
     path = tmp_path / "other.pt"
     torch.save({"model": {"layer.weight": torch.zeros(3)}, "epoch": 3}, path)
     assert "not a StyleGAN2 checkpoint" in convert_error(tmp_path, capsys, path)
+
+
+# Every tensor accounted for (issue 15): a missing one is named, an unused one listed, a
+# non-finite one named; nothing converts into a smaller or different network with exit 0.
+
+
+def rosinality_pt(tmp_path, edit, name="edited.pt"):
+    """A 16 px rosinality .pt (g_ema and d) after `edit(g_ema_sd, d_sd)`."""
+    G, D = small_nets()
+    g = fw.rename_nvlabs_to_rosinality_generator(G.state_dict())
+    d = fw.rename_nvlabs_to_rosinality_discriminator(D.state_dict())
+    edit(g, d)
+    path = tmp_path / name
+    torch.save({"g_ema": g, "d": d}, path)
+    return path
+
+
+@pytest.mark.parametrize("missing", ["convs.2.conv.weight", "to_rgbs.0.conv.modulation.bias",
+                                     "noises.noise_2", "style.1.bias"])
+def test_a_missing_tensor_in_the_middle_is_named(tmp_path, capsys, missing):
+    path = rosinality_pt(tmp_path, lambda g, d: g.pop(missing))
+    err = convert_error(tmp_path, capsys, path)
+    assert f"missing '{missing}'" in err
+
+
+def test_a_missing_discriminator_block_is_named(tmp_path, capsys):
+    path = rosinality_pt(tmp_path, lambda g, d: [d.pop(k) for k in list(d) if k.startswith("convs.1.")])
+    assert "missing 'convs.1.conv1.0.weight'" in convert_error(tmp_path, capsys, path)
+
+
+def test_unused_tensors_are_an_error_or_with_the_option_a_listed_note(tmp_path, capsys):
+    def add(g, d):
+        g["convs.1.conv.extra_scale"] = torch.ones(3)
+        d["aux_head.weight"] = torch.zeros(2, 2)
+    path = rosinality_pt(tmp_path, add)
+    err = convert_error(tmp_path, capsys, path)
+    assert "g_ema: 1 tensor(s)" in err and "convs.1.conv.extra_scale" in err and "--allow-unused" in err
+    assert convert_main([str(path), str(tmp_path / "out"), "--allow-unused"]) == 0
+    out = capsys.readouterr().out
+    assert "note" in out and "convs.1.conv.extra_scale" in out and "aux_head.weight" in out
+
+
+def test_a_blur_kernel_other_than_the_default_is_an_error(tmp_path, capsys):
+    path = rosinality_pt(tmp_path, lambda g, d: g["convs.0.conv.blur.kernel"].fill_(1.0))
+    assert "convs.0.conv.blur.kernel is a resampling filter" in convert_error(tmp_path, capsys, path)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_weight_is_named(tmp_path, capsys, value):
+    path = rosinality_pt(tmp_path, lambda g, d: g["convs.1.conv.weight"].view(-1)[5].fill_(value))
+    err = convert_error(tmp_path, capsys, path)
+    kind = "NaN" if value != value else "Inf"
+    assert f"g_ema tensor convs.1.conv.weight holds 1 {kind}" in err
+
+
+def test_nvlabs_pickle_tensors_are_accounted_for(tmp_path, capsys):
+    """The NVlabs path: an extra tensor is listed, a NaN named, resample_filter buffers are fine."""
+    G, D = small_nets()
+    sd = dict(G.state_dict())
+    assert any(k.endswith("resample_filter") for k in sd)      # rebuilt, not an "unused" tensor
+    sd["synthesis.b8.conv0.extra"] = torch.ones(1)
+    torch.save(sd, tmp_path / "extra.pt")
+    assert "synthesis.b8.conv0.extra" in convert_error(tmp_path, capsys, tmp_path / "extra.pt")
+    sd = dict(G.state_dict())
+    del sd["mapping.fc1.weight"]
+    torch.save(sd, tmp_path / "missing.pt")
+    assert "missing 'mapping.fc1.weight'" in convert_error(tmp_path, capsys, tmp_path / "missing.pt")
+    D.b8.conv0.weight.data.view(-1)[0] = float("nan")
+    path = fw.write_nvlabs_pickle(str(tmp_path / "nand.pkl"), G, D)
+    assert "D tensor b8.conv0.weight holds 1 NaN" in convert_error(tmp_path, capsys, path)

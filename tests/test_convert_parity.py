@@ -130,19 +130,19 @@ def test_summary_names_format_channels_and_params(tmp_path, capsys):
 
 def test_python_api_mapping_synthesis_style_mixing_and_noise_none(tmp_path):
     """The README's Python API: map, edit ws (style mixing), synthesize with noise 'none'."""
-    from stylekd_jax.networks import Generator
+    from stylekd_jax.networks import make_generator
     G = RefGenerator(32, generator_channels(32, 512, 32), z_dim=32, w_dim=32, mapping_layers=2).randomize_(7)
     D = RefDiscriminator(32, channel_base=512, channel_max=32)
     path = fw.write_rosinality_pt(str(tmp_path / "g.pt"), G, D, latent_avg=True)
     assert convert_main([path, str(tmp_path / "ckpt")]) == 0
 
     cfg, variables = checkpoint.load_generator(str(tmp_path / "ckpt"))
-    model = Generator(cfg)
+    model = make_generator(cfg)
     z = seed_z(32)
-    ws = model.apply(variables, z, truncation_psi=0.8, method=Generator.map)
+    ws = model.apply(variables, z, truncation_psi=0.8, method="map")
     mixed = np.asarray(ws).copy()
     mixed[:, 3:] = mixed[::-1, 3:]                     # style mixing at layer 3
-    images = np.asarray(model.apply(variables, mixed, noise_mode="none", method=Generator.synthesize))
+    images = np.asarray(model.apply(variables, mixed, noise_mode="none", method="synthesize"))
     with torch.no_grad():
         ref_ws = G.mapping(torch.from_numpy(z), 0.8)
         assert_close(np.asarray(ws), ref_ws.numpy())

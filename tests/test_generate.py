@@ -75,3 +75,44 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["--checkpoint", str(tmp_path / "nope"), "--seeds", "0", "--outdir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "not a StyleKD-JAX checkpoint" in err and "convert_torch_weights.py" in err
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("flags,expected", [
+    (["--trunc", "nan"], "--trunc must be a finite number"),
+    (["--trunc", "inf"], "--trunc must be a finite number"),
+    (["--trunc-cutoff", "-1"], "--trunc-cutoff must be in [0, 6]"),
+    (["--trunc-cutoff", "7"], "--trunc-cutoff must be in [0, 6]"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--seeds", "3-1"], "--seeds: bad seed list"),
+])
+def test_bad_values_are_one_line_and_write_nothing(ckpt, tmp_path, capsys, flags, expected):
+    path, _ = ckpt
+    args = ["--checkpoint", path, "--seeds", "0-1", "--outdir", str(tmp_path / "out")]
+    assert main(args + flags) == 2
+    assert expected in one_error_line(capsys)
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_a_huge_seed_range_is_estimated_and_needs_yes(ckpt, tmp_path, capsys, monkeypatch):
+    path, _ = ckpt
+    out = str(tmp_path / "out")
+    assert main(["--checkpoint", path, "--seeds", "0-99999999", "--outdir", out]) == 2
+    err = one_error_line(capsys)
+    assert "asks for 100000000 images" in err and "on disk" in err and "--yes" in err
+    assert not os.path.exists(out)
+    # A range just over the limit runs with --yes, after printing the count, size and time.
+    monkeypatch.setattr("stylekd_jax.generate.MAX_IMAGES", 3)
+    assert main(["--checkpoint", path, "--seeds", "0-4", "--outdir", out]) == 2
+    one_error_line(capsys)
+    assert main(["--checkpoint", path, "--seeds", "0-4", "--outdir", out, "--yes", "--batch-size", "2",
+                 "--save-npy"]) == 0
+    plan = capsys.readouterr().out.splitlines()[0]
+    assert plan.startswith("5 images of 16x16: about") and "images/s" in plan
+    assert sorted(os.listdir(out)) == ["grid.png", "images.npy"] + [f"seed000{i}.png" for i in range(5)]
+    assert np.load(os.path.join(out, "images.npy")).shape == (5, 16, 16, 3)

@@ -312,3 +312,18 @@ def test_stream_follows_the_documented_rule(data):
             if ip.flip_flags(seed, [g])[0]:
                 want = want[:, ::-1]
             np.testing.assert_array_equal(got[k, j], want.astype(np.float32) / 127.5 - 1)
+
+
+def test_images_smaller_than_the_resolution_are_upsampled_with_one_warning(tmp_path, capsys):
+    for i in range(4):
+        Image.fromarray(np.full((6, 10, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    it = make_dataset(f"folder:{tmp_path}", 16, 2, seed=0)
+    _take(it, 4)
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1, err
+    assert "is 10x6" in err and "upsampled 2.67x to 16x16" in err and "at least 16 px" in err
+    it.close()
+    it = make_dataset(f"folder:{tmp_path}", 6, 2, seed=0)     # big enough: silent
+    _take(it, 2)
+    assert "warning" not in capsys.readouterr().err
+    it.close()

@@ -1,6 +1,7 @@
 """The trainer end to end on a tiny teacher: learning, resuming, sharding, several processes."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -84,6 +85,11 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, tiny_teacher, t
     run_main(resumed, tiny_overrides(tiny_teacher, tiny_data, total_steps=2))   # "killed" after step 2
     run_main(resumed, tiny_overrides(tiny_teacher, tiny_data, total_steps=4))   # the same command again
     assert_trees_close(student_params(straight), student_params(resumed), rtol=0, atol=0)
+    # "Killed" while exporting the last step: not finished, and the rerun exports it again.
+    shutil.rmtree(resumed / "student" / "networks")
+    result = run_main(resumed, tiny_overrides(tiny_teacher, tiny_data, total_steps=4))
+    assert "already done" not in result.stdout
+    assert_trees_close(student_params(straight), student_params(resumed), rtol=0, atol=0)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +121,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_teache
     cmd += as_flags(tiny_overrides(tiny_teacher, tiny_data, total_steps=4, **{"loss.gan": float("nan")}))
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 2
-    assert "non-finite loss at step 3" in result.stderr and "(step 2) is intact" in result.stderr
+    assert "non-finite loss at step 3" in result.stderr
+    assert f"checkpoint of step 2 ({tmp_path}/checkpoints/2) is on disk" in result.stderr
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
 
 
@@ -179,3 +186,104 @@ def test_lazy_phases_run_exactly_on_their_steps(tiny_teacher, tiny_data):
         a = jax.tree_util.tree_leaves(getattr(plain_state, name)["params"])
         b = jax.tree_util.tree_leaves(getattr(reg_state, name)["params"])
         assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) > 0, name
+
+
+# ---------------------------------------------------------------------------------------
+# Nothing lost on the way out (issue 15): pending checkpoint writes, failed writes
+
+
+class _Writer:
+    def flush(self):
+        pass
+
+
+STATE = {"w": np.arange(50_000, dtype=np.float32), "step": np.int32(7)}
+
+
+def _manager(path):
+    import orbax.checkpoint as ocp
+    return ocp.CheckpointManager(str(path), options=ocp.CheckpointManagerOptions(max_to_keep=3, create=True))
+
+
+def _patch_commit(monkeypatch, step_dir: str, action):
+    """Run `action()` where orbax commits the checkpoint folder `step_dir` (in its background thread)."""
+    from orbax.checkpoint._src.path import atomicity
+    real = atomicity.AtomicRenameTemporaryPath.finalize
+
+    async def finalize(self, *args, **kwargs):
+        if f"/{step_dir}." in str(self.get()):
+            action()
+        return await real(self, *args, **kwargs)
+    monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", finalize)
+
+
+def test_a_failure_right_after_a_save_waits_for_it_and_names_it(tmp_path, monkeypatch):
+    import time
+
+    import orbax.checkpoint as ocp
+
+    from stylekd_jax import train
+    from stylekd_jax.input_pipeline import DataError
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 1; .* No checkpoint is on disk"):
+        train._stop(train._NonFiniteLoss(1), _manager(tmp_path / "empty"), _Writer())
+    _patch_commit(monkeypatch, "2", lambda: time.sleep(1.0))   # a slow disk
+    manager = _manager(tmp_path / "ckpt")
+    train._start_save(manager, 2, STATE)
+    with pytest.raises(FloatingPointError) as e:      # raised while step 2 is still being written
+        train._stop(train._NonFiniteLoss(3), manager, _Writer())
+    assert "non-finite loss at step 3" in str(e.value) and "checkpoint of step 2" in str(e.value)
+    assert ocp.utils.is_checkpoint_finalized(tmp_path / "ckpt" / "2")
+    train._start_save(manager, 4, STATE)              # any other error waits too
+    with pytest.raises(DataError, match=r"cannot decode image x.png\. The checkpoint of step 4"):
+        train._stop(DataError("cannot decode image x.png"), manager, _Writer())
+
+
+def test_a_failed_background_save_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    from stylekd_jax import train
+    from stylekd_jax.checkpoint import CheckpointSaveError
+    manager = _manager(tmp_path)
+    train._finish_save(manager, train._start_save(manager, 2, STATE))
+
+    def disk_full():
+        raise OSError(errno.ENOSPC, "No space left on device")
+    _patch_commit(monkeypatch, "4", disk_full)
+    train._start_save(manager, 4, STATE)
+    with pytest.raises(CheckpointSaveError) as e:
+        train._finish_save(manager, 4)
+    message = str(e.value)
+    assert "\n" not in message and f"writing checkpoint step 4 to {tmp_path}/4 failed" in message
+    assert "No space left on device" in message and "GiB free on that disk" in message
+    assert f"The checkpoint of step 2 ({tmp_path}/2) is on disk" in message
+    restored = _manager(tmp_path).restore(2)
+    np.testing.assert_array_equal(restored["w"], STATE["w"])
+
+
+DISK_FULL_AT_STEP_4 = """
+import errno, runpy, sys
+from orbax.checkpoint._src.path import atomicity
+real = atomicity.AtomicRenameTemporaryPath.finalize
+async def finalize(self, *args, **kwargs):
+    if "/checkpoints/4." in str(self.get()):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return await real(self, *args, **kwargs)
+atomicity.AtomicRenameTemporaryPath.finalize = finalize
+sys.argv[0] = "stylekd_jax.main"
+runpy.run_module("stylekd_jax.main", run_name="__main__")
+"""
+
+
+def test_disk_full_during_training_stops_with_one_line(tmp_path, tiny_teacher, tiny_data):
+    """The command a user runs, with the checkpoint of step 4 failing in orbax's background thread."""
+    cmd = [sys.executable, "-c", DISK_FULL_AT_STEP_4, "--config", CONFIG, "--workdir", str(tmp_path)]
+    cmd += as_flags(tiny_overrides(tiny_teacher, tiny_data, total_steps=6))
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert last.startswith(f"error: writing checkpoint step 4 to {tmp_path}/checkpoints/4 failed")
+    assert "No space left on device" in last and "The checkpoint of step 2" in last
+    assert _manager(tmp_path / "checkpoints").latest_step() == 2
+    # Stopped before step 6 was saved or exported; the export of step 4 is whole.
+    assert checkpoint.is_complete(str(tmp_path / "student"), step=4)

@@ -1,6 +1,7 @@
-"""Convert a PyTorch StyleGAN2 checkpoint into a StyleKD-JAX checkpoint directory, without torch.
+"""Convert a PyTorch StyleGAN2 or StyleGAN3 checkpoint into a StyleKD-JAX checkpoint directory, without torch.
 
     python tools/convert_torch_weights.py stylegan2-ffhq-256.pkl teacher/      # NVlabs pickle
+    python tools/convert_torch_weights.py stylegan3-t-ffhqu-256x256.pkl sg3/   # NVlabs StyleGAN3 (T or R)
     python tools/convert_torch_weights.py 256px_full_size.pt teacher_rosi/      # rosinality / StyleKD / CAGAN
     python tools/convert_torch_weights.py pt_inception-2015-12-05-6726825d.pth fid/   # FID Inception
 
@@ -24,7 +25,17 @@ from stylekd_jax.convert.torch_files import CheckpointError
 def summary(converted, source: str) -> str:
     lines = [f"source      {source} ({converted.source_format})"]
     g, d = converted.generator, converted.discriminator
-    if g is not None:
+    if g is not None and getattr(g, "family", "") == "stylegan3":
+        size, _, _ = g.input_geometry()
+        lines += [
+            f"generator   StyleGAN3-{g.config_name} {g.resolution}x{g.resolution}, {g.img_channels} "
+            f"channels, num_ws {g.num_ws}",
+            f"  synthesis input {size}x{size}, layers L0..L{g.num_layers} channels "
+            f"{sequence_str(g.channels)}, kernel {g.conv_kernel}, "
+            f"{'radial' if g.use_radial_filters else 'separable'} down-filters, conv_clamp {g.conv_clamp}",
+            f"  mapping   z {g.z_dim} -> {sequence_str(g.mapping_features)}, lr x{g.mapping_lr_multiplier}",
+        ]
+    elif g is not None:
         lines += [
             f"generator   {g.resolution}x{g.resolution}, {g.img_channels} channels, num_ws {g.num_ws}",
             f"  synthesis channels {sequence_str(g.channels)}, kernel {g.kernel_size}, "
@@ -62,12 +73,15 @@ def main(argv=None) -> int:
     parser.add_argument("source", help="NVlabs .pkl or rosinality/StyleKD/CAGAN .pt file")
     parser.add_argument("outdir", help="checkpoint directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
+    parser.add_argument("--allow-unused", action="store_true",
+                        help="convert even when the file holds tensors the conversion does not use "
+                             "(they are listed as a note); by default that is an error")
     args = parser.parse_args(argv)
     start = time.time()
     if inception.looks_like_inception(args.source):
         return convert_inception(args, start)
     try:
-        converted = convert_file(args.source)
+        converted = convert_file(args.source, allow_unused=args.allow_unused)
         checkpoint.save(args.outdir, converted.networks, converted.generator,
                         converted.discriminator, overwrite=args.overwrite,
                         source={"file": os.path.abspath(args.source),

@@ -16,9 +16,16 @@ import jax
 import numpy as np
 
 from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig
+from stylekd_jax.convert.checks import TrackedStateDict, check_all_used, check_filters, check_finite
+from stylekd_jax.convert import stylegan3
 from stylekd_jax.convert.torch_files import CheckpointError, PersistentObject, load_torch_file
 
 StateDict = dict[str, np.ndarray]
+
+# NVlabs buffers the conversion rebuilds instead of reading (checked to be the default filter).
+NVLABS_FILTERS = r".*resample_filter"
+# rosinality's blur / upsample `kernel` buffers, likewise.
+ROSINALITY_FILTERS = r".*\.kernel"
 
 
 @dataclasses.dataclass
@@ -39,6 +46,21 @@ class Converted:
 def _block_resolutions(sd: StateDict, prefix: str) -> list[int]:
     found = {int(m.group(1)) for k in sd if (m := re.match(rf"{re.escape(prefix)}b(\d+)\.", k))}
     return sorted(found)
+
+
+def _all_resolutions(found: list[int]) -> list[int]:
+    """4, 8, ... up to the largest block found: every block must be there (a missing one is
+    named by the KeyError of its first tensor), however the walk over the file goes."""
+    top = found[-1]
+    if top & (top - 1):
+        raise CheckpointError(f"block b{top} is not at a power-of-two resolution; not a StyleGAN2")
+    return [2 ** i for i in range(2, int(math.log2(top)) + 1)]
+
+
+def _count(sd, pattern: str) -> int:
+    """1 + the largest index N of the names matching `pattern` (one group: N); 0 if none."""
+    found = [int(m.group(1)) for k in sd if (m := re.match(pattern, k))]
+    return max(found) + 1 if found else 0
 
 
 def _fc(sd: StateDict, name: str) -> dict[str, np.ndarray]:
@@ -64,13 +86,13 @@ def generator_config_from_state_dict(sd: StateDict, **kwargs) -> GeneratorConfig
     if not resolutions or resolutions[0] != 4 or "synthesis.b4.const" not in sd:
         raise CheckpointError("no StyleGAN2 synthesis network found (expected synthesis.b4.const "
                               "and blocks synthesis.b8 ...)")
+    resolutions = _all_resolutions(resolutions)
     channels = [sd["synthesis.b4.const"].shape[0], sd["synthesis.b4.conv1.weight"].shape[0]]
     for res in resolutions[1:]:
         channels += [sd[f"synthesis.b{res}.conv0.weight"].shape[0],
                      sd[f"synthesis.b{res}.conv1.weight"].shape[0]]
-    mapping = []
-    while f"mapping.fc{len(mapping)}.weight" in sd:
-        mapping.append(sd[f"mapping.fc{len(mapping)}.weight"].shape[0])
+    mapping = [sd[f"mapping.fc{i}.weight"].shape[0]
+               for i in range(_count(sd, r"mapping\.fc(\d+)\."))]
     if not mapping:
         raise CheckpointError("no mapping network found (expected mapping.fc0.weight)")
     kernel = sd[f"synthesis.b{resolutions[1]}.conv1.weight"].shape[-1] if len(resolutions) > 1 else 3
@@ -114,6 +136,7 @@ def discriminator_config_from_state_dict(sd: StateDict, **kwargs) -> Discriminat
                               "blocks b8 ... with fromrgb on the top block)")
     if any(k.startswith("mapping.") for k in sd) or sd["b4.out.weight"].shape[0] != 1:
         raise CheckpointError("conditional discriminators (c_dim > 0) are not supported")
+    resolutions = _all_resolutions(resolutions)
     top = resolutions[-1]
     channels = {res: sd[f"b{res}.conv0.weight"].shape[0] for res in resolutions[1:]}
     channels[4] = sd["b4.conv.weight"].shape[0]
@@ -161,10 +184,19 @@ def _check_against_model(variables, expected_shapes, what: str) -> None:
         raise CheckpointError(f"the {what} weights do not form a StyleGAN2: " + "; ".join(detail))
 
 
-def build_generator(sd: StateDict, **cfg_kwargs) -> tuple[GeneratorConfig, dict]:
+def build_generator(sd: StateDict, *, label: str = "generator", allow_unused: bool = False,
+                    notes: list[str] | None = None, **cfg_kwargs) -> tuple[GeneratorConfig, dict]:
+    """(config, Flax variables) of an NVlabs-named generator state dict.
+
+    Every tensor must be finite and used (`label` names the network in the messages; with
+    `allow_unused` the unused ones are listed in `notes` instead of being an error).
+    """
     from stylekd_jax.networks import Generator
+    check_finite(sd, label)
     cfg = _config_or_error(generator_config_from_state_dict, sd, "generator", **cfg_kwargs)
-    variables = _variables_or_error(generator_variables, sd, cfg, "generator")
+    tracked = TrackedStateDict(sd)
+    variables = _variables_or_error(generator_variables, tracked, cfg, "generator")
+    _account(sd, tracked.used, label, NVLABS_FILTERS, allow_unused, notes)
     z = jax.ShapeDtypeStruct((1, cfg.z_dim), np.float32)
     shapes = jax.eval_shape(lambda z: Generator(cfg).init(
         {"params": jax.random.PRNGKey(0), "noise": jax.random.PRNGKey(0)}, z), z)
@@ -172,15 +204,29 @@ def build_generator(sd: StateDict, **cfg_kwargs) -> tuple[GeneratorConfig, dict]
     return cfg, jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), variables)
 
 
-def build_discriminator(sd: StateDict, **cfg_kwargs) -> tuple[DiscriminatorConfig, dict]:
+def build_discriminator(sd: StateDict, *, label: str = "discriminator", allow_unused: bool = False,
+                        notes: list[str] | None = None,
+                        **cfg_kwargs) -> tuple[DiscriminatorConfig, dict]:
+    """Like `build_generator`, for an NVlabs-named discriminator state dict."""
     from stylekd_jax.networks import Discriminator
+    check_finite(sd, label)
     cfg = _config_or_error(discriminator_config_from_state_dict, sd, "discriminator", **cfg_kwargs)
-    variables = _variables_or_error(discriminator_variables, sd, cfg, "discriminator")
+    tracked = TrackedStateDict(sd)
+    variables = _variables_or_error(discriminator_variables, tracked, cfg, "discriminator")
+    _account(sd, tracked.used, label, NVLABS_FILTERS, allow_unused, notes)
     batch = cfg.mbstd_group_size or 4
     img = jax.ShapeDtypeStruct((batch, cfg.resolution, cfg.resolution, cfg.img_channels), np.float32)
     shapes = jax.eval_shape(lambda x: Discriminator(cfg).init(jax.random.PRNGKey(0), x), img)
     _check_against_model(variables, shapes, "discriminator")
     return cfg, jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), variables)
+
+
+def _account(sd, used, label: str, filters: str, allow_unused: bool, notes: list[str] | None) -> None:
+    """The rebuilt filter buffers are the default ones, and every other tensor was used."""
+    check_filters(sd, filters, label)
+    unused = check_all_used(sd, used, label, allow_unused=allow_unused, expected_unused=[filters])
+    if notes is not None:
+        notes.extend(unused)
 
 
 def _config_or_error(fn, sd, what, **kwargs):
@@ -202,8 +248,8 @@ def _variables_or_error(fn, sd, cfg, what):
 
 
 def _stylegan3_error() -> CheckpointError:
-    return CheckpointError("this is a StyleGAN3 (alias-free) network, which the converter does "
-                           "not support yet; only StyleGAN2 generators can be converted")
+    return CheckpointError("this is a bare StyleGAN3 state dict, which lacks the network's "
+                           "settings; convert the NVlabs network pickle (.pkl) instead")
 
 
 # ---------------------------------------------------------------------------------------
@@ -259,7 +305,7 @@ def _nvlabs_discriminator_kwargs(D: PersistentObject) -> dict[str, Any]:
     return out
 
 
-def from_nvlabs(obj: Any) -> Converted:
+def from_nvlabs(obj: Any, allow_unused: bool = False) -> Converted:
     if isinstance(obj, tuple):
         raise CheckpointError("this is a TensorFlow-era (G, D, Gs) pickle; convert it to the "
                               "PyTorch format first with NVlabs stylegan2-ada-pytorch legacy.py")
@@ -272,16 +318,20 @@ def from_nvlabs(obj: Any) -> Converted:
         if not isinstance(net, PersistentObject):
             raise CheckpointError(f"{key} is not an NVlabs network object")
         if _is_stylegan3(net):
-            raise _stylegan3_error()
+            g_cfg, networks[name] = stylegan3.build_generator(net, allow_unused=allow_unused,
+                                                              notes=notes, label=key)
+            continue
         if int(net.init_kwargs.get("c_dim", 0) or 0) > 0:
             raise CheckpointError("conditional generators (c_dim > 0) are not supported; "
                                   "convert an unconditional StyleGAN2")
-        g_cfg, networks[name] = build_generator(net.state_dict(), **_nvlabs_generator_kwargs(net))
+        g_cfg, networks[name] = build_generator(net.state_dict(), label=key, allow_unused=allow_unused,
+                                                notes=notes, **_nvlabs_generator_kwargs(net))
     D = obj.get("D")
     if isinstance(D, PersistentObject):
         if int(D.init_kwargs.get("c_dim", 0) or 0) > 0:
             raise CheckpointError("conditional discriminators (c_dim > 0) are not supported")
-        d_cfg, networks["d"] = build_discriminator(D.state_dict(), **_nvlabs_discriminator_kwargs(D))
+        d_cfg, networks["d"] = build_discriminator(D.state_dict(), label="D", allow_unused=allow_unused,
+                                                   notes=notes, **_nvlabs_discriminator_kwargs(D))
     if not networks:
         raise CheckpointError(f"no networks found; an NVlabs pickle holds G, D and G_ema, "
                               f"this one holds {sorted(obj)}")
@@ -291,10 +341,7 @@ def from_nvlabs(obj: Any) -> Converted:
 
 
 def _is_stylegan3(net: PersistentObject) -> bool:
-    synthesis = net.modules.get("synthesis")
-    if synthesis is None:
-        return False
-    return "input" in synthesis.modules or any(re.match(r"L\d+_", n) for n in synthesis.modules)
+    return stylegan3.is_stylegan3(net)
 
 
 # ---------------------------------------------------------------------------------------
@@ -307,7 +354,7 @@ def estimate_w_avg(cfg: GeneratorConfig, variables: dict, num: int = W_AVG_SAMPL
                    batch: int = 8192) -> np.ndarray:
     """Mean of w over `num` z ~ N(0, I) (seed 0), for files that carry no w_avg."""
     from stylekd_jax.networks import Generator
-    map_fn = jax.jit(lambda v, z: Generator(cfg).apply(v, z, method=Generator.map)[:, 0])
+    map_fn = jax.jit(lambda v, z: Generator(cfg).apply(v, z, method="map")[:, 0])
     rng = np.random.RandomState(0)
     total = np.zeros(cfg.w_dim, np.float64)
     for start in range(0, num, batch):
@@ -316,17 +363,27 @@ def estimate_w_avg(cfg: GeneratorConfig, variables: dict, num: int = W_AVG_SAMPL
     return (total / num).astype(np.float32)
 
 
-def rosinality_generator_to_nvlabs(sd: StateDict, latent_avg: np.ndarray | None = None) -> StateDict:
-    """Rename a rosinality-style generator state dict (any channel list) to NVlabs names."""
+def rosinality_generator_to_nvlabs(sd: StateDict, latent_avg: np.ndarray | None = None, *,
+                                   label: str = "g_ema", allow_unused: bool = False,
+                                   notes: list[str] | None = None) -> StateDict:
+    """Rename a rosinality-style generator state dict (any channel list) to NVlabs names.
+
+    Every tensor of `sd` must be finite and used: a missing layer is an error naming its
+    tensor, an unknown one an error listing it (a note in `notes` with `allow_unused`).
+    """
     if "input.input" not in sd or "conv1.conv.weight" not in sd:
         raise CheckpointError("no rosinality generator found (expected input.input and "
                               "conv1.conv.weight)")
+    check_finite(sd, label)
+    full, sd = sd, TrackedStateDict(sd)
     out: StateDict = {}
-    i = 1
-    while f"style.{i}.weight" in sd:
-        out[f"mapping.fc{i - 1}.weight"] = sd[f"style.{i}.weight"]
-        out[f"mapping.fc{i - 1}.bias"] = sd[f"style.{i}.bias"]
-        i += 1
+    try:
+        # style.0 is the PixelNorm (no tensors); every layer up to the last one must be there.
+        for i in range(1, _count(sd, r"style\.(\d+)\.")):
+            out[f"mapping.fc{i - 1}.weight"] = sd[f"style.{i}.weight"]
+            out[f"mapping.fc{i - 1}.bias"] = sd[f"style.{i}.bias"]
+    except KeyError as e:
+        raise CheckpointError(f"the generator weights do not form a StyleGAN2: missing {e}") from None
     if latent_avg is not None:
         out["mapping.w_avg"] = np.asarray(latent_avg, np.float32).reshape(-1)
     out["synthesis.b4.const"] = sd["input.input"][0]
@@ -348,27 +405,36 @@ def rosinality_generator_to_nvlabs(sd: StateDict, latent_avg: np.ndarray | None 
     try:
         styled_conv("conv1", "synthesis.b4.conv1", 0)
         to_rgb("to_rgb1", "synthesis.b4.torgb")
-        k = 0
-        while f"convs.{2 * k}.conv.weight" in sd:
+        # Blocks above 4x4: as many as the highest-numbered conv, to_rgb or noise says, so a
+        # tensor missing in the middle is named instead of ending the walk early.
+        blocks = max((_count(sd, r"convs\.(\d+)\.") + 1) // 2, _count(sd, r"to_rgbs\.(\d+)\."),
+                     _count(sd, r"noises\.noise_(\d+)$") // 2)
+        for k in range(blocks):
             res = 2 ** (k + 3)
             styled_conv(f"convs.{2 * k}", f"synthesis.b{res}.conv0", 2 * k + 1)
             styled_conv(f"convs.{2 * k + 1}", f"synthesis.b{res}.conv1", 2 * k + 2)
             to_rgb(f"to_rgbs.{k}", f"synthesis.b{res}.torgb")
-            k += 1
     except KeyError as e:
         raise CheckpointError(f"the generator weights do not form a StyleGAN2: missing {e}") from None
+    _account(full, sd.used, label, ROSINALITY_FILTERS, allow_unused, notes)
     return out
 
 
-def rosinality_discriminator_to_nvlabs(sd: StateDict) -> StateDict:
+def rosinality_discriminator_to_nvlabs(sd: StateDict, *, label: str = "d", allow_unused: bool = False,
+                                       notes: list[str] | None = None) -> StateDict:
+    """Rename a rosinality discriminator state dict to NVlabs names (every tensor accounted for,
+    as in `rosinality_generator_to_nvlabs`)."""
     if "convs.0.0.weight" not in sd or "final_conv.0.weight" not in sd:
         raise CheckpointError("no rosinality discriminator found (expected convs.0.0.weight "
                               "and final_conv.0.weight)")
-    num_blocks = len({k.split(".")[1] for k in sd if k.startswith("convs.")}) - 1
+    check_finite(sd, label)
+    full, sd = sd, TrackedStateDict(sd)
+    num_blocks = _count(sd, r"convs\.(\d+)\.") - 1
     top = 4 * 2 ** num_blocks
-    out: StateDict = {f"b{top}.fromrgb.weight": sd["convs.0.0.weight"],
-                      f"b{top}.fromrgb.bias": sd["convs.0.1.bias"]}
+    out: StateDict = {}
     try:
+        out[f"b{top}.fromrgb.weight"] = sd["convs.0.0.weight"]
+        out[f"b{top}.fromrgb.bias"] = sd["convs.0.1.bias"]
         for j in range(1, num_blocks + 1):
             res = top // 2 ** (j - 1)
             out[f"b{res}.conv0.weight"] = sd[f"convs.{j}.conv1.0.weight"]
@@ -383,22 +449,27 @@ def rosinality_discriminator_to_nvlabs(sd: StateDict) -> StateDict:
             out[f"b4.{name}.bias"] = sd[f"final_linear.{i}.bias"]
     except KeyError as e:
         raise CheckpointError(f"the discriminator weights do not form a StyleGAN2: missing {e}") from None
+    _account(full, sd.used, label, ROSINALITY_FILTERS, allow_unused, notes)
     return out
 
 
-def from_rosinality(ckpt: dict) -> Converted:
+def from_rosinality(ckpt: dict, allow_unused: bool = False) -> Converted:
     networks, notes = {}, []
     g_cfg = d_cfg = None
     latent_avg = ckpt.get("latent_avg")
+    if latent_avg is not None:
+        check_finite({"latent_avg": np.asarray(latent_avg)}, "the file's")
     args = ckpt.get("args")
     lr_mlp = getattr(args, "lr_mlp", None) if args is not None else None
     for name in ("g_ema", "g"):
         if name in ckpt:
-            sd = rosinality_generator_to_nvlabs(dict(ckpt[name]), latent_avg)
+            sd = rosinality_generator_to_nvlabs(dict(ckpt[name]), latent_avg, label=name,
+                                                allow_unused=allow_unused, notes=notes)
             kwargs = {"mapping_lr_multiplier": float(lr_mlp)} if lr_mlp is not None else {}
-            g_cfg, networks[name] = build_generator(sd, **kwargs)
+            g_cfg, networks[name] = build_generator(sd, label=name, **kwargs)
     if "d" in ckpt:
-        d_cfg, networks["d"] = build_discriminator(rosinality_discriminator_to_nvlabs(dict(ckpt["d"])))
+        sd = rosinality_discriminator_to_nvlabs(dict(ckpt["d"]), allow_unused=allow_unused, notes=notes)
+        d_cfg, networks["d"] = build_discriminator(sd, label="d")
     if not networks:
         raise CheckpointError(f"no networks found; a rosinality/StyleKD checkpoint holds g_ema, g "
                               f"and d, this one holds {sorted(ckpt)}")
@@ -418,21 +489,26 @@ def _looks_like_state_dict(obj: Any) -> bool:
     return isinstance(obj, dict) and bool(obj) and all(isinstance(v, np.ndarray) for v in obj.values())
 
 
-def convert_file(path: str) -> Converted:
-    """Read any supported StyleGAN2 file (format detected from its content)."""
+def convert_file(path: str, allow_unused: bool = False) -> Converted:
+    """Read any supported StyleGAN2 file (format detected from its content).
+
+    Every tensor of the networks must be used and finite; `allow_unused` turns unused tensors
+    into a note instead of an error.
+    """
     obj = load_torch_file(path)
     if isinstance(obj, tuple):
-        return from_nvlabs(obj)
+        return from_nvlabs(obj, allow_unused)
     if isinstance(obj, dict) and any(isinstance(obj.get(k), PersistentObject) for k in ("G", "G_ema", "D")):
-        return from_nvlabs(obj)
+        return from_nvlabs(obj, allow_unused)
     if isinstance(obj, dict) and any(k in obj for k in ("g_ema", "g", "d")):
-        return from_rosinality(obj)
+        return from_rosinality(obj, allow_unused)
     if _looks_like_state_dict(obj):
         if "input.input" in obj:
-            return from_rosinality({"g_ema": obj})
+            return from_rosinality({"g_ema": obj}, allow_unused)
         if "synthesis.b4.const" in obj or "mapping.fc0.weight" in obj:
-            g_cfg, variables = build_generator(obj)
-            return Converted("nvlabs-state-dict", g_cfg, None, {"g_ema": variables}, [])
+            notes: list[str] = []
+            g_cfg, variables = build_generator(obj, allow_unused=allow_unused, notes=notes)
+            return Converted("nvlabs-state-dict", g_cfg, None, {"g_ema": variables}, notes)
     keys = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
     raise CheckpointError(f"not a StyleGAN2 checkpoint: expected an NVlabs network pickle "
                           f"(G, D, G_ema) or a rosinality/StyleKD .pt (g, d, g_ema); found {keys}")

@@ -14,7 +14,7 @@ from stylekd_jax.networks.synthesis import SynthesisNetwork
 class Generator(nn.Module):
     """StyleGAN2 generator with submodules `mapping` and `synthesis` (NVlabs names).
 
-    `apply(variables, z)` gives images; `method=Generator.map` / `Generator.synthesize` run
+    `apply(variables, z)` gives images; `method="map"` / `"synthesize"` run
     the halves, e.g. to mix styles by editing ws between them.
     """
 
@@ -42,10 +42,12 @@ class Generator(nn.Module):
         return self.synthesis(self.mapping(z, truncation_psi, truncation_cutoff), noise_mode)
 
 
-def init_generator(cfg: GeneratorConfig, key: jax.Array) -> dict:
-    """Freshly initialised variables {'params', 'buffers'} for `cfg`."""
+def init_generator(cfg, key: jax.Array) -> dict:
+    """Freshly initialised variables {'params', 'buffers'} for `cfg` (StyleGAN2 or StyleGAN3)."""
+    from stylekd_jax.networks import make_generator
     z = jnp.zeros((1, cfg.z_dim), jnp.float32)
-    return Generator(cfg).init({"params": key, "noise": key}, z)
+    # Compiled: run op by op, a StyleGAN3 forward pass dispatches thousands of small ops.
+    return jax.jit(lambda k: make_generator(cfg).init({"params": k, "noise": k}, z))(key)
 
 
 def num_params(cfg: GeneratorConfig) -> int:

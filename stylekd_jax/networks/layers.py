@@ -23,7 +23,7 @@ def _normal(scale: float = 1.0):
 
 
 def _constant(value: float):
-    return lambda key, shape: jnp.full(shape, value, jnp.float32)
+    return lambda key, shape: jnp.broadcast_to(jnp.asarray(value, jnp.float32), shape)
 
 
 class FullyConnected(nn.Module):
@@ -31,14 +31,16 @@ class FullyConnected(nn.Module):
 
     features: int
     lr_multiplier: float = 1.0
-    bias_init: float = 0.0
+    bias_init: float | tuple[float, ...] = 0.0   # a number, or one value per output
     activation: str = "linear"
     use_bias: bool = True
+    weight_init: float = 1.0                      # initial standard deviation (x lr_multiplier)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         in_features = x.shape[-1]
-        weight = self.param("weight", _normal(1.0 / self.lr_multiplier), (in_features, self.features))
+        weight = self.param("weight", _normal(self.weight_init / self.lr_multiplier),
+                            (in_features, self.features))
         y = x @ (weight * (self.lr_multiplier / math.sqrt(in_features))).astype(x.dtype)
         bias = None
         if self.use_bias:
