@@ -1,4 +1,4 @@
-"""The training loop: StyleKD distillation, or plain StyleGAN2 training when no teacher is set.
+"""The training loop: StyleKD distillation, or plain StyleGAN2 / StyleGAN3 training when no teacher is set.
 
 One iteration (rosinality / StyleKD order):
   1. D step: logistic loss on real images and fresh student fakes; every `r1_interval`
@@ -34,8 +34,8 @@ from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig, Style
 from stylekd_jax.generate import seed_latents
 from stylekd_jax.lpips import load_params as load_lpips_params, lpips_fn
 from stylekd_jax.networks import Discriminator, make_generator
-from stylekd_jax.ops.upfirdn2d import gaussian_blur2d
 from stylekd_jax.networks.generator import init_generator, num_params
+from stylekd_jax.ops.upfirdn2d import gaussian_blur2d
 from stylekd_jax.sefa import sefa_directions
 from stylekd_jax.student import init_student, student_config
 
@@ -55,9 +55,9 @@ class TrainState:
 class Setup(NamedTuple):
     """What the step functions need besides the state (static, or constant arrays in `consts`)."""
     config: ml_collections.ConfigDict
-    g_cfg: GeneratorConfig
+    g_cfg: GeneratorConfig | StyleGAN3Config
     d_cfg: DiscriminatorConfig
-    teacher_cfg: GeneratorConfig | None
+    teacher_cfg: GeneratorConfig | StyleGAN3Config | None
     G: Any          # generator module (StyleGAN2 or StyleGAN3), see networks.make_generator
     D: Discriminator
     T: Any          # teacher module, or None
