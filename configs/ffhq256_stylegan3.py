@@ -2,7 +2,8 @@
 
     python tools/convert_torch_weights.py stylegan3-t-ffhqu-256x256.pkl sg3_teacher/
     python -m stylekd_jax.main --config configs/ffhq256_stylegan3.py --workdir runs/ffhq256_sg3 \\
-        --config.teacher=sg3_teacher/ --config.data.source=folder:/data/ffhq256
+        --config.teacher=sg3_teacher/ --config.data.source=folder:/data/ffhq256 \\
+        --config.loss.face_parser=79999_iter.pth
 
 Teacher StyleGAN3-T 256 (28.5M params, 232 G MACs per image in the StyleGAN2 paper's
 convention). Student: every layer's channels x0.4 (CAGAN rounding): [205]*9 + [145, 103, 73,
@@ -16,6 +17,11 @@ Paper (Table 3, FID 50k, StyleKD protocol): teacher 4.41; CAGAN 7.75; StyleKD 7.
 
 For a StyleGAN3-R teacher add `--config.blur_init_sigma=10 --config.blur_fade_kimg=100`
 (NVlabs: D's input blur faded over batch * 200 / 32 kimg).
+
+Face mask (official content-aware KD): L1 and LPIPS see only the face of the teacher image
+(BiSeNet parsing). Pass the face-parsing.PyTorch weights with
+`--config.loss.face_parser=/path/to/79999_iter.pth`, or turn it off with
+`--config.loss.face_mask=False`.
 """
 
 from stylekd_jax.config import base_config
@@ -32,4 +38,5 @@ def get_config():
     config.d_lr = 0.002
     config.total_steps = 450_000
     config.batch_size = 16
+    config.loss.face_mask = True        # needs --config.loss.face_parser=79999_iter.pth
     return config

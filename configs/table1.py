@@ -1,7 +1,8 @@
 """Paper Table 1: initialisation of the student x mimic losses (FFHQ 256, batch 8).
 
     python -m stylekd_jax.main --config configs/table1.py:inherit_random_rgb_lpips_ld \\
-        --workdir runs/t1_ir_rgb_lpips_ld --config.teacher=teacher/ --config.data.source=folder:/data/ffhq256
+        --workdir runs/t1_ir_rgb_lpips_ld --config.teacher=teacher/ --config.data.source=folder:/data/ffhq256 \\
+        --config.loss.face_parser=79999_iter.pth   # official face mask (or --config.loss.face_mask=False)
 
 The argument is MAPPING_SYNTHESIS_LOSSES: mapping and synthesis init are `random` or
 `inherit`; LOSSES is `none` or `rgb` with optional `_lpips` and `_ld`. Student FIDs reported:
@@ -33,4 +34,5 @@ def get_config(arg: str = "inherit_random_rgb_lpips_ld"):
     config.loss.l1 = 3.0 if "rgb" in losses else 0.0
     config.loss.lpips = 3.0 if "lpips" in losses else 0.0
     config.loss.ld = 30.0 if "ld" in losses else 0.0
+    config.loss.face_mask = True
     return config

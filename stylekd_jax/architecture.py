@@ -57,6 +57,9 @@ class GeneratorConfig:
     w_dim: int = 512
     mapping_features: tuple[int, ...] = (512,) * 8   # output width of each mapping layer
     mapping_lr_multiplier: float = 0.01
+    # False: no 2nd-moment normalisation of z (the official StyleKD `--mlp_cfg` mapping of
+    # Table 2's two-stage students is plain EqualLinear layers, lr x1, no PixelNorm).
+    mapping_normalize_z: bool = True
     w_avg_beta: float = 0.995
     kernel_size: int = 3                 # of the non-upsampling convs of blocks 8..res
     conv_clamp: float | None = None
@@ -87,6 +90,15 @@ class GeneratorConfig:
     @property
     def block_resolutions(self) -> list[int]:
         return [2 ** i for i in range(2, int(math.log2(self.resolution)) + 1)]
+
+    @property
+    def feature_map_unit(self) -> str:
+        """What `loss.ld_layers` indexes: one feature map per block (0 = 4x4)."""
+        return "block"
+
+    @property
+    def num_feature_maps(self) -> int:
+        return len(self.block_resolutions)
 
     @classmethod
     def teacher(cls, resolution: int, channel_base: int = 32768, channel_max: int = 512,
@@ -201,6 +213,7 @@ class StyleGAN3Config:
     w_dim: int = 512
     mapping_features: tuple[int, ...] = (512, 512)
     mapping_lr_multiplier: float = 0.01
+    mapping_normalize_z: bool = True     # see GeneratorConfig
     w_avg_beta: float = 0.998
     num_layers: int = 14
     num_critical: int = 2
@@ -242,6 +255,15 @@ class StyleGAN3Config:
     def num_ws(self) -> int:
         """One w for the input's affine transform, one per layer, one for ToRGB."""
         return self.num_layers + 2
+
+    @property
+    def feature_map_unit(self) -> str:
+        """What `loss.ld_layers` indexes: one feature map per layer but ToRGB (0 = L0)."""
+        return "layer"
+
+    @property
+    def num_feature_maps(self) -> int:
+        return self.num_layers
 
     @property
     def config_name(self) -> str:

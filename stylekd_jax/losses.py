@@ -78,6 +78,16 @@ def l1(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.mean(jnp.abs(_f32(a) - _f32(b)))
 
 
+def masked(images: jax.Array, mask: jax.Array) -> jax.Array:
+    """`images * mask` ([N, H, W, C] times [N, H, W, 1]), StyleKD's content-aware mimic input.
+
+    The official `KD_loss` zeroes both images outside the face mask and then takes the plain
+    mean (L1) and LPIPS over the whole image: masked-out pixels count as equal, they are not
+    dropped from the average. A mask of ones leaves the images unchanged.
+    """
+    return images * mask.astype(images.dtype)
+
+
 def _cosine_groups(a: jax.Array, b: jax.Array, eps: float) -> jax.Array:
     """a, b [G, g, D] -> [G, g, g]: (i, j) = cos(a_i, b_j), torch's eps convention."""
     a, b = _f32(a), _f32(b)

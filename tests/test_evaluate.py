@@ -51,9 +51,10 @@ def test_all_metrics_on_tiny_networks(tmp_path, tiny_teacher, tiny_data, student
                  "--data", f"folder:{tiny_data}", "--targets", f"folder:{targets}",
                  "--metrics", "fid16,kid16,ppl_wend,ppl_wend_stylekd,psnr,consistency",
                  "--ppl-samples", "8", "--consistency-samples", "8", "--projection-steps", "3",
+                 "--projector", "adam",   # L-BFGS: test_metrics_projection_consistency.py
                  "--batch", "8", "--cache-dir", str(tmp_path / "cache"), "--json", str(out)]) == 0
     metrics = json.loads(out.read_text())["metrics"]
-    for key in ("fid16", "kid16", "ppl_wend", "ppl_wend_stylekd", "psnr", "psnr_lpips",
+    for key in ("fid16", "kid16", "ppl_wend", "ppl_wend_stylekd", "psnr", "psnr_official_compat", "psnr_lpips",
                 "consistency_l1", "consistency_lpips", "consistency_psnr", "consistency_mapping_l1"):
         assert np.isfinite(metrics[key]), key
     assert metrics["fid16"] > 0 and metrics["consistency_l1"] > 0

@@ -88,15 +88,33 @@ def one_error_line(capsys) -> str:
     (["--trunc", "inf"], "--trunc must be a finite number"),
     (["--trunc-cutoff", "-1"], "--trunc-cutoff must be in [0, 6]"),
     (["--trunc-cutoff", "7"], "--trunc-cutoff must be in [0, 6]"),
-    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--batch-size", "0"], "argument --batch-size: must be at least 1"),
+    (["--batch-size", "two"], "argument --batch-size: expected a whole number"),
     (["--seeds", "3-1"], "--seeds: bad seed list"),
 ])
 def test_bad_values_are_one_line_and_write_nothing(ckpt, tmp_path, capsys, flags, expected):
     path, _ = ckpt
     args = ["--checkpoint", path, "--seeds", "0-1", "--outdir", str(tmp_path / "out")]
-    assert main(args + flags) == 2
+    assert exit_code(args + flags) == 2
     assert expected in one_error_line(capsys)
     assert not os.path.exists(tmp_path / "out")
+
+
+def exit_code(args) -> int:
+    """main's return value, or the code of the SystemExit argparse raises for a usage error."""
+    try:
+        return main(args)
+    except SystemExit as e:
+        return e.code
+
+
+def test_an_output_path_that_cannot_be_a_folder_is_one_line(ckpt, tmp_path, capsys):
+    path, _ = ckpt
+    (tmp_path / "a_file").write_text("x")
+    for outdir, expected in ((tmp_path / "a_file", "is a file"),
+                             (tmp_path / "a_file" / "sub", f"{tmp_path / 'a_file'} is a file")):
+        assert main(["--checkpoint", path, "--seeds", "0", "--outdir", str(outdir)]) == 2
+        assert expected in one_error_line(capsys)
 
 
 def test_a_huge_seed_range_is_estimated_and_needs_yes(ckpt, tmp_path, capsys, monkeypatch):

@@ -120,3 +120,15 @@ def test_face_crop_of_a_1024px_image_is_box_downsampled_by_4_like_nvlabs():
     expected = img[:, 3 * c:7 * c, 2 * c:6 * c].reshape(1, 128, 4, 128, 4, 3).mean(axis=(2, 4))
     assert out.shape == (1, 128, 128, 3)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_face_crop_window_rows_3_to_7_eighths_columns_2_to_6():
+    from stylekd_jax.metrics.ppl import _crop_and_resize
+    rows, cols = np.meshgrid(np.arange(16), np.arange(16), indexing="ij")
+    img = np.stack([rows, cols, rows * 0], axis=-1)[None].astype(np.float32)   # [1, 16, 16, 3]
+    out = np.asarray(_crop_and_resize(jnp.asarray(img), crop=True, bilinear=False))
+    assert out.shape == (1, 8, 8, 3)
+    np.testing.assert_array_equal(out[0, :, 0, 0], np.arange(6, 14))   # rows 3c..7c-1, c = 2
+    np.testing.assert_array_equal(out[0, 0, :, 1], np.arange(4, 12))   # columns 2c..6c-1
+    same = np.asarray(_crop_and_resize(jnp.asarray(img), crop=False, bilinear=False))
+    np.testing.assert_array_equal(same, img)

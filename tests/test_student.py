@@ -53,7 +53,7 @@ def test_cagan_rounding_gives_the_papers_256px_student_and_param_counts():
     shape = np.array(teacher.channels)
     assert list(student.channels) == list(shape - (shape * 0.7).astype(int))
     assert student.mapping_features == teacher.mapping_features and student.kernel_size == 3
-    assert _param_count(student) == 5_573_364                      # 5.57M (REFERENCE §4)
+    assert _param_count(student) == 5_573_364                      # 5.57M (paper Table 3: 5.6M)
     heter = student_config(teacher, keep_ratio=0.3, kernel_size=1)
     assert _param_count(heter) == 4_754_852                        # 4.75M
     assert _param_count(teacher) == 30_034_338                     # 30.0M (paper Table 3)

@@ -41,6 +41,7 @@ def teacher_student_l1(teacher_dir, student_vars, student_cfg):
     return float(np.mean(np.abs(np.asarray(t) - np.asarray(s))))
 
 
+@pytest.mark.slow   # the StyleGAN3 step compiles for minutes on 2 cores; plain SG3-R training runs by default
 def test_short_stylegan3_distillation_lowers_teacher_student_l1(tmp_path, sg3_teacher, tiny_data):
     """configs/ffhq256_stylegan3.py's recipe (no PL, no mixing, D lr, LD on layers 1-2) with the
     R config's fading D-input blur; evaluation (consistency, PPL) runs on the SG3 student."""

@@ -1,7 +1,7 @@
 """Independent PyTorch re-derivation of the NVlabs StyleGAN2 generator and discriminator (test-only).
 
 Why this file exists: the JAX networks and the checkpoint converter of `stylekd_jax` are tested
-against these modules.  They are written from the published facts (REFERENCE.md sections 2-4)
+against these modules.  They are written from the published facts (papers, NVlabs state-dict names)
 and were checked offline against the official NVlabs and StyleKD code, but they share no code
 with it (nor with the JAX package under test).
 

@@ -10,16 +10,16 @@ The output directory holds `architecture.json` and the weights (orbax), ready fo
 `python -m stylekd_jax.generate --checkpoint DIR` and for distillation.
 """
 
-import argparse
 import os
 import sys
 import time
 
-from stylekd_jax import checkpoint
+from stylekd_jax import checkpoint, cli
 from stylekd_jax.architecture import count_params, sequence_str
-from stylekd_jax.convert import inception
+from stylekd_jax.convert import bisenet, inception
 from stylekd_jax.convert.stylegan2 import convert_file
 from stylekd_jax.convert.torch_files import CheckpointError
+from stylekd_jax.outputs import OutputPathError, writable_dir
 
 
 def summary(converted, source: str) -> str:
@@ -69,7 +69,7 @@ def convert_inception(args, start: float) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("source", help="NVlabs .pkl or rosinality/StyleKD/CAGAN .pt file")
     parser.add_argument("outdir", help="checkpoint directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
@@ -80,14 +80,26 @@ def main(argv=None) -> int:
     start = time.time()
     if inception.looks_like_inception(args.source):
         return convert_inception(args, start)
-    try:
+    if bisenet.looks_like_bisenet(args.source):
+        print(f"error: {args.source} holds the BiSeNet face-parsing weights, which need no "
+              f"conversion: pass the file itself to training with "
+              f"--config.loss.face_parser={args.source}", file=sys.stderr)
+        return 2
+    created = not os.path.exists(args.outdir)
+    try:   # the output is checked first: a conversion can take a minute
+        if os.path.isfile(os.path.join(args.outdir, checkpoint.ARCHITECTURE_FILE)) and not args.overwrite:
+            raise FileExistsError(f"{os.path.abspath(args.outdir)} already holds a checkpoint; "
+                                  f"choose another directory or pass --overwrite")
+        writable_dir(args.outdir)
         converted = convert_file(args.source, allow_unused=args.allow_unused)
         checkpoint.save(args.outdir, converted.networks, converted.generator,
                         converted.discriminator, overwrite=args.overwrite,
                         source={"file": os.path.abspath(args.source),
                                 "format": converted.source_format},
                         notes=converted.notes)
-    except (CheckpointError, FileExistsError) as e:
+    except (CheckpointError, FileExistsError, OutputPathError) as e:
+        if created and os.path.isdir(args.outdir) and not os.listdir(args.outdir):
+            os.rmdir(args.outdir)   # leave nothing behind for a failed conversion
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(summary(converted, args.source))

@@ -65,6 +65,23 @@ def check_finite(tensors: Mapping[str, np.ndarray], what: str) -> None:
             f"was saved after training diverged; convert an earlier checkpoint")
 
 
+def check_ranks(tensors: Mapping[str, np.ndarray], ranks: Iterable[tuple[str, int]], what: str) -> None:
+    """Raise a CheckpointError naming the first tensor whose number of dimensions is not the one
+    its kind must have. `ranks` is (name pattern, ndim) pairs; the first full match decides.
+
+    Without it a flattened or squeezed weight fails deep inside the conversion with an
+    IndexError (or, worse, broadcasts into a wrong network)."""
+    rules = [(re.compile(p), n) for p, n in ranks]
+    for name in tensors:
+        want = next((n for p, n in rules if p.fullmatch(name)), None)
+        shape = np.shape(tensors[name])
+        if want is not None and len(shape) != want:
+            raise CheckpointError(
+                f"{what} tensor {name} has shape {list(shape)} ({len(shape)}-D), but a tensor of "
+                f"this kind has {want} dimensions: the file was damaged or saved reshaped; "
+                f"convert the checkpoint as the training code wrote it")
+
+
 def unused_names(tensors: Mapping[str, np.ndarray], used: Iterable[str],
                  expected_unused: Iterable[str] = ()) -> list[str]:
     """Names in `tensors` neither in `used` nor matching (re.fullmatch) an `expected_unused` pattern."""

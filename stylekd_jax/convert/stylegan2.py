@@ -1,7 +1,7 @@
 """StyleGAN2 weights from NVlabs pickles and rosinality-style .pt files into Flax variables.
 
 Two steps, so there is one mapping to the Flax layout: rosinality/StyleKD/CAGAN state dicts
-are first renamed to NVlabs names (REFERENCE.md §4), then the NVlabs state dict is turned
+are first renamed to NVlabs names (`rosinality_generator_to_nvlabs`), then the NVlabs state dict is turned
 into Flax variables (dense [in, out], conv HWIO, const [4, 4, C]). The architecture is read
 from the tensor shapes (per-layer channels, kernel size, mapping widths) and, for NVlabs
 pickles, from the network objects' attributes (conv_clamp, lr multiplier, mbstd group).
@@ -16,7 +16,8 @@ import jax
 import numpy as np
 
 from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig
-from stylekd_jax.convert.checks import TrackedStateDict, check_all_used, check_filters, check_finite
+from stylekd_jax.convert.checks import (TrackedStateDict, check_all_used, check_filters, check_finite,
+                                        check_ranks)
 from stylekd_jax.convert import stylegan3
 from stylekd_jax.convert.torch_files import CheckpointError, PersistentObject, load_torch_file
 
@@ -193,6 +194,7 @@ def build_generator(sd: StateDict, *, label: str = "generator", allow_unused: bo
     """
     from stylekd_jax.networks import Generator
     check_finite(sd, label)
+    check_ranks(sd, NVLABS_RANKS, label)
     cfg = _config_or_error(generator_config_from_state_dict, sd, "generator", **cfg_kwargs)
     tracked = TrackedStateDict(sd)
     variables = _variables_or_error(generator_variables, tracked, cfg, "generator")
@@ -210,6 +212,7 @@ def build_discriminator(sd: StateDict, *, label: str = "discriminator", allow_un
     """Like `build_generator`, for an NVlabs-named discriminator state dict."""
     from stylekd_jax.networks import Discriminator
     check_finite(sd, label)
+    check_ranks(sd, NVLABS_RANKS, label)
     cfg = _config_or_error(discriminator_config_from_state_dict, sd, "discriminator", **cfg_kwargs)
     tracked = TrackedStateDict(sd)
     variables = _variables_or_error(discriminator_variables, tracked, cfg, "discriminator")
@@ -227,6 +230,21 @@ def _account(sd, used, label: str, filters: str, allow_unused: bool, notes: list
     unused = check_all_used(sd, used, label, allow_unused=allow_unused, expected_unused=[filters])
     if notes is not None:
         notes.extend(unused)
+
+
+# Dimensions of each kind of tensor (NVlabs names; rosinality names before renaming).
+NVLABS_RANKS = (
+    (r"(synthesis\.b\d+\.(conv0|conv1|torgb)|b\d+\.(fromrgb|conv0|conv1|skip|conv))\.weight", 4),
+    (r"(.*\.affine|mapping\.fc\d+|b4\.fc|b4\.out)\.weight", 2),
+    (r"synthesis\.b4\.const", 3),
+    (r".*\.noise_const", 2),
+)
+ROSINALITY_RANKS = (
+    (r"(convs\.\d+|to_rgbs?\.\d+|to_rgb1|conv1)\.conv\.weight", 5),
+    (r".*\.modulation\.weight|style\.\d+\.weight|final_linear\.\d+\.weight", 2),
+    (r"input\.input|noises\.noise_\d+", 4),
+    (r"(convs\.\d+\.(\d+|conv\d\.\d+|skip\.\d+)|final_conv\.0)\.weight", 4),
+)
 
 
 def _config_or_error(fn, sd, what, **kwargs):
@@ -375,6 +393,7 @@ def rosinality_generator_to_nvlabs(sd: StateDict, latent_avg: np.ndarray | None 
         raise CheckpointError("no rosinality generator found (expected input.input and "
                               "conv1.conv.weight)")
     check_finite(sd, label)
+    check_ranks(sd, ROSINALITY_RANKS, label)
     full, sd = sd, TrackedStateDict(sd)
     out: StateDict = {}
     try:
@@ -428,6 +447,7 @@ def rosinality_discriminator_to_nvlabs(sd: StateDict, *, label: str = "d", allow
         raise CheckpointError("no rosinality discriminator found (expected convs.0.0.weight "
                               "and final_conv.0.weight)")
     check_finite(sd, label)
+    check_ranks(sd, ROSINALITY_RANKS, label)
     full, sd = sd, TrackedStateDict(sd)
     num_blocks = _count(sd, r"convs\.(\d+)\.") - 1
     top = 4 * 2 ** num_blocks

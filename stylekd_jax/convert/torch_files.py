@@ -1,7 +1,7 @@
 """Read PyTorch checkpoint files without torch, without NVlabs code, and without running the file.
 
 StyleGAN / StyleKD weights ship as zip `torch.save` archives, legacy (non-zip) `torch.save`
-files and NVlabs network pickles (REFERENCE.md section 5). Unpickling them the usual way
+files and NVlabs network pickles. Unpickling them the usual way
 imports torch and `torch_utils` and lets the file call any Python global. Here a custom
 unpickler maps a fixed allow-list of globals to inert stand-ins instead: tensors become numpy
 arrays, NVlabs networks become `PersistentObject`s whose `module_src` stays a string, and any

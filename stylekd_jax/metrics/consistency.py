@@ -1,7 +1,8 @@
 """Output consistency between a teacher and a student for the same latents and noise.
 
 Why: StyleKD's central claim is that a distilled student should map the same z to the same image
-as its teacher (REFERENCE.md §1).  This measures it: for shared z and shared noise, the pixel L1,
+as its teacher (the paper's "output discrepancy"; inheriting the teacher's mapping network
+removes most of it).  This measures it: for shared z and shared noise, the pixel L1,
 LPIPS and PSNR between teacher and student images, and the mapping discrepancy of Table 2,
 "|S_s - S_t|_1".
 

@@ -1,9 +1,9 @@
 """Fréchet distance (FID) and kernel inception distance (KID) from feature statistics.
 
 Why: FID is the paper's headline number.  The feature extractor (Inception) is passed in by the
-caller; this module only accumulates statistics and compares them.  Two protocols exist
-(REFERENCE.md §8): NVlabs uses the biased covariance (divide by n), StyleKD/pytorch-fid the
-unbiased one (n - 1), so `FeatureStats.cov(unbiased=...)` makes the choice explicit.
+caller; this module only accumulates statistics and compares them.  Two protocols exist:
+NVlabs' `FeatureStats` uses the biased covariance (divide by n), StyleKD/pytorch-fid (`np.cov`)
+the unbiased one (n - 1), so `FeatureStats.cov(unbiased=...)` makes the choice explicit.
 
 Statistics are accumulated as float64 raw moments (n, sum x, sum x x^T), like NVlabs'
 `FeatureStats`, so they can be streamed over any number of batches and saved; a saved file

@@ -1,13 +1,15 @@
 """Perceptual path length (PPL): how fast the image changes along a latent interpolation.
 
-Why: the paper's Table 3 reports PPL.  Two definitions are in use (REFERENCE.md §8):
+Why: the paper's Table 3 reports PPL (teacher 0.162, StyleKD 0.135).  Two definitions are in use;
+the paper's number is the StyleKD one with sampling 'full' over 5000 pairs (`ppl_wfull_stylekd`
+of `python -m stylekd_jax.evaluate`).
 
 NVlabs (stylegan2-ada-pytorch `metrics/perceptual_path_length.py`), the default here:
   z0, z1 ~ N(0, I); w0, w1 = mapping(z) (no truncation); t ~ U[0, 1) ('full') or t = 0 ('end');
   images at lerp(w0, w1, t) and lerp(w0, w1, t + eps); both images of a pair get the SAME noise
   (NVlabs re-draws the `noise_const` buffers per batch and renders with noise_mode='const');
   optional face crop rows [3H/8, 7H/8), columns [2W/8, 6W/8) (c = H // 8:
-  img[3c:7c, 2c:6c]); images of generators above 256 px are box-downsampled by the integer
+  img[3c:7c, 2c:6c]; NVlabs' ppl_wend / ppl_wfull / ppl_z* metrics all crop, `crop=True`); images of generators above 256 px are box-downsampled by the integer
   factor resolution // 256 (taken before the crop, so a 1024px face crop ends at 128x128);
   distance = LPIPS-VGG / eps^2; keep values in [p1, p99] (np.percentile, method 'lower' for p1
   and 'higher' for p99, bounds inclusive); mean.
@@ -15,7 +17,8 @@ NVlabs (stylegan2-ada-pytorch `metrics/perceptual_path_length.py`), the default 
 StyleKD (`Evaluation/ppl.py` of CAGAN, used by StyleKD's `get_ppl.py`), `stylekd_variant=True`:
   the same, except that the LPIPS distance is NOT divided by eps^2, every image gets its own
   random noise (rosinality's generator with noise=None), and images larger than 256 are resized
-  bilinearly (align_corners=False).  The official script uses sampling 'full' and no crop.  Its
+  bilinearly (align_corners=False).  The official script (`get_ppl.py`) uses sampling 'full',
+  5000 pairs and no crop.  Its
   numbers (teacher 0.162) are therefore dominated by noise differences and are not comparable to
   NVlabs' PPL.
 """

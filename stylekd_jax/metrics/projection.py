@@ -2,16 +2,22 @@
 
 Why: CAGAN and StyleKD report how well a generator can reproduce real faces: each target is
 projected by optimising a W+ code (one w per layer) **and** the per-layer noise maps to minimise
-MSE + LPIPS, and PSNR / LPIPS between projection and target are reported (REFERENCE.md §8).
+MSE + LPIPS, and PSNR / LPIPS between projection and target are reported (StyleKD `get_psnr.py`
+on 55 Helen faces, Table 3's PSNR column).
 
-Facts of the official protocol (CAGAN `Evaluation/image_projection`, used unchanged by StyleKD):
-W+ initialised with the mean of 1000 mapped random z repeated over layers; noise maps initialised
-N(0, 1); loss = mean squared error of the [-1, 1] images + LPIPS-VGG of the clamped images
-(resized to 256); no noise regularisation; their own full-batch L-BFGS (lr 1, at most 10 line-
-search steps) for 800 iterations, one image at a time; or Adam lr 0.01 with a cosine ramp.
-Here `optimizer='adam'` (default, that ramp) or `'lbfgs'` (optax.lbfgs with its zoom line
-search: not bitwise the official optimiser).  NVlabs' projector (noise regularisation 1e5 and
-noise re-normalisation) is available through `noise_regularize` / `normalize_noise`.
+Facts of the official protocol (CAGAN `Evaluation/image_projection`, used unchanged by StyleKD's
+`get_psnr.py`): one image at a time; W+ initialised with the mean of 1000 mapped random z
+repeated over layers; noise maps initialised N(0, 1), no noise regularisation or
+re-normalisation; loss = MSE of the [-1, 1] images (weight 1) + LPIPS-VGG of the clamped images
+bilinearly resized to 256 (weight 1; the code switches LPIPS on below an MSE of 100, i.e. from
+the start); their own full-batch L-BFGS (lr 1, history 10, weak Wolfe line search c1 1e-4,
+c2 0.9, at most 10 line-search steps) for 800 iterations (its loop runs 801 steps); or Adam
+lr 0.01 with a cosine ramp.  Here `optimizer='lbfgs'` is optax.lbfgs (history 10) with its zoom
+(strong Wolfe, same c1 / c2, at most 10 steps, initial step 1): the same method, not bitwise
+the official optimiser; `'adam'` is the ramped Adam.  NVlabs' projector (noise regularisation
+1e5 and noise re-normalisation) is available through `noise_regularize` / `normalize_noise`.
+PSNR is reported twice: `psnr` (float64, range 2) and `psnr_compat` (the official uint8
+computation, see psnr.py).
 
 Explicit noise maps: `Generator.synthesize` reads noise from the `noise_const` buffers (shared by
 the batch).  Rather than adding a noise argument to the network, the maps are substituted into a
@@ -33,10 +39,14 @@ import optax
 from flax import traverse_util
 from flax.core import unfreeze
 
-from stylekd_jax.metrics.psnr import psnr as psnr_images
+from stylekd_jax.metrics.psnr import psnr as psnr_images, psnr_official_compat
 
 __all__ = ["Projection", "project", "noise_maps", "random_noise", "with_noise",
-           "synthesize_with_noise", "cagan_lr_ramp"]
+           "synthesize_with_noise", "cagan_lr_ramp", "OPTIMIZERS", "LBFGS_MEMORY", "LBFGS_MAX_LINESEARCH"]
+
+OPTIMIZERS = ("lbfgs", "adam")
+LBFGS_MEMORY = 10           # official FullBatchLBFGS history_size
+LBFGS_MAX_LINESEARCH = 10   # official max_ls
 
 
 def noise_maps(variables) -> dict:
@@ -104,8 +114,9 @@ def _normalize(maps: dict) -> dict:
 class Projection(NamedTuple):
     """Result of `project`: ws [N, num_ws, w_dim], noises {path: [N, res, res]}, images
     [N, H, W, C] (unclipped), psnr / lpips per image [N] (images clipped to [-1, 1]; PSNR in
-    float64 with range 2), their means, the final loss per image, and `history`: the mean loss
-    per target before each step [steps]."""
+    float64 with range 2), their means, the final loss per image, `history`: the mean loss
+    per target before each step [steps], and `psnr_compat` [N] / `mean_psnr_compat`: the
+    official uint8 wrap-around PSNR (`psnr_official_compat`, target taken as uint8 picture)."""
 
     ws: jax.Array
     noises: dict
@@ -116,6 +127,8 @@ class Projection(NamedTuple):
     mean_lpips: float
     loss: np.ndarray
     history: np.ndarray
+    psnr_compat: np.ndarray
+    mean_psnr_compat: float
 
 
 def project(G, g_vars, target_images, lpips: Callable[[jax.Array, jax.Array], jax.Array],
@@ -170,10 +183,14 @@ def project(G, g_vars, target_images, lpips: Callable[[jax.Array, jax.Array], ja
         base_lr = 0.01 if lr is None else lr
         opt = optax.adam(lambda i: base_lr * cagan_lr_ramp(i, steps))
     elif optimizer == "lbfgs":
-        opt = optax.lbfgs(learning_rate=1.0 if lr is None else lr)
+        linesearch = optax.scale_by_zoom_linesearch(LBFGS_MAX_LINESEARCH, initial_guess_strategy="one")
+        opt = optax.lbfgs(learning_rate=1.0 if lr is None else lr, memory_size=LBFGS_MEMORY,
+                          linesearch=linesearch)
     else:
-        raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
-    state = opt.init(params)
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    # Strong types: optax.lbfgs's initial scalars are weakly typed, its updated ones not, and
+    # the jitted step would otherwise compile twice.
+    state = jax.tree_util.tree_map(lambda x: jnp.asarray(x, x.dtype), opt.init(params))
 
     @jax.jit
     def step(p, s, variables, tgt):
@@ -204,6 +221,8 @@ def project(G, g_vars, target_images, lpips: Callable[[jax.Array, jax.Array], ja
 
     images, dist, loss = finish(params, g_vars, targets)
     psnr = np.atleast_1d(psnr_images(np.clip(np.asarray(images), -1.0, 1.0), np.asarray(target_clip)))
+    compat = np.atleast_1d(psnr_official_compat(np.asarray(images), np.asarray(target_clip)))
     dist = np.asarray(dist, np.float64)
     return Projection(params["ws"], params["noise"], images, psnr, dist, float(np.mean(psnr)),
-                      float(np.mean(dist)), np.asarray(loss), np.asarray(history, np.float64))
+                      float(np.mean(dist)), np.asarray(loss), np.asarray(history, np.float64),
+                      compat, float(np.mean(compat)))

@@ -1,10 +1,13 @@
 """PSNR between images, computed correctly, and the official CAGAN/StyleKD variant.
 
-Why: the paper's PSNR column (Table 3) comes from CAGAN's projection evaluation.  Their code
-(`Evaluation/image_projection/image_projector.py`, `psnr`) subtracts two **uint8** numpy images,
-so `img1 - img2` and `** 2` wrap around modulo 256, and returns 100 when that MSE is 0
-(REFERENCE.md §8).  `psnr` is the real PSNR (float64, per image); the buggy one is kept under the
-explicit name `psnr_uint8_wraparound` only to reproduce published numbers.
+Why: the paper's PSNR column (Table 3) comes from CAGAN's projection evaluation, run by StyleKD's
+`get_psnr.py`.  There the projected image becomes a uint8 picture with `Convert_Tensor_To_Image`
+(torchvision `make_grid(normalize=True, range=(-1, 1))`, then `mul(255).add_(0.5).clamp_(0, 255)`
+and a uint8 cast: ROUNDED, half up), the target is the uint8 picture itself, and `psnr`
+(`Evaluation/image_projection/image_projector.py`) subtracts the two **uint8** numpy arrays, so
+`img1 - img2` and `** 2` wrap around modulo 256; it returns 100 when that MSE is 0.  `psnr` here
+is the real PSNR (float64, per image); the official number is `psnr_official_compat` (built from
+`to_uint8_cagan` and `psnr_uint8_wraparound`), kept only to reproduce published numbers.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import math
 
 import numpy as np
 
-__all__ = ["psnr", "psnr_from_mse", "psnr_uint8_wraparound", "to_uint8_cagan"]
+__all__ = ["psnr", "psnr_from_mse", "psnr_official_compat", "psnr_uint8_wraparound",
+           "to_uint8_cagan"]
 
 
 def psnr_from_mse(mse, data_range: float = 2.0) -> np.ndarray:
@@ -38,9 +42,15 @@ def psnr(a, b, data_range: float = 2.0):
 
 
 def to_uint8_cagan(images) -> np.ndarray:
-    """CAGAN's `Convert_Tensor_to_Image`: clamp to [-1, 1], *0.5 + 0.5, *255, truncate to uint8."""
-    x = np.clip(np.asarray(images, np.float32), -1.0, 1.0)
-    return ((x * 0.5 + 0.5) * 255).astype(np.uint8)
+    """CAGAN's `Convert_Tensor_To_Image` on images in [-1, 1]: clamp, (x + 1) / 2, * 255, + 0.5,
+    clamp to [0, 255], cast to uint8 -- i.e. rounded half up, in float32 as torch computes it.
+
+    A picture read as `u / 127.5 - 1` comes back as exactly `u` (truncation would not).
+    """
+    x = np.clip(np.asarray(images, np.float32), np.float32(-1), np.float32(1))
+    x = (x + np.float32(1)) / np.float32(2)
+    x = np.clip(x * np.float32(255) + np.float32(0.5), np.float32(0), np.float32(255))
+    return x.astype(np.uint8)
 
 
 def psnr_uint8_wraparound(a, b):
@@ -62,3 +72,16 @@ def psnr_uint8_wraparound(a, b):
     if a.ndim == 3:
         return one(a, b)
     return np.array([one(x, y) for x, y in zip(a, b)])
+
+
+def psnr_official_compat(images, targets):
+    """The PSNR `get_psnr.py` reports: `psnr_uint8_wraparound(target_uint8, to_uint8_cagan(image))`.
+
+    images: generator outputs in [-1, 1] ([H, W, C] or [N, H, W, C]); targets: the uint8 target
+    pictures, or float targets in [-1, 1] (converted with `to_uint8_cagan`, exact for pictures
+    read as `u / 127.5 - 1`).
+    """
+    targets = np.asarray(targets)
+    if targets.dtype != np.uint8:
+        targets = to_uint8_cagan(targets)
+    return psnr_uint8_wraparound(targets, to_uint8_cagan(images))

@@ -1,5 +1,6 @@
 """The whole generator: z -> mapping -> ws -> synthesis -> image."""
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -25,6 +26,7 @@ class Generator(nn.Module):
         cfg = self.cfg
         self.mapping = MappingNetwork(cfg.mapping_features, cfg.num_ws,
                                       lr_multiplier=cfg.mapping_lr_multiplier,
+                                      normalize_z=cfg.mapping_normalize_z,
                                       w_avg_beta=cfg.w_avg_beta)
         self.synthesis = SynthesisNetwork(cfg.resolution, cfg.channels, kernel_size=cfg.kernel_size,
                                           img_channels=cfg.img_channels, conv_clamp=cfg.conv_clamp,
@@ -42,12 +44,18 @@ class Generator(nn.Module):
         return self.synthesis(self.mapping(z, truncation_psi, truncation_cutoff), noise_mode)
 
 
+@functools.lru_cache(maxsize=32)
+def _init_fn(cfg):
+    """The jitted initialiser of `cfg`, compiled once per architecture and process."""
+    from stylekd_jax.networks import make_generator
+    return jax.jit(lambda k: make_generator(cfg).init(
+        {"params": k, "noise": k}, jnp.zeros((1, cfg.z_dim), jnp.float32)))
+
+
 def init_generator(cfg, key: jax.Array) -> dict:
     """Freshly initialised variables {'params', 'buffers'} for `cfg` (StyleGAN2 or StyleGAN3)."""
-    from stylekd_jax.networks import make_generator
-    z = jnp.zeros((1, cfg.z_dim), jnp.float32)
     # Compiled: run op by op, a StyleGAN3 forward pass dispatches thousands of small ops.
-    return jax.jit(lambda k: make_generator(cfg).init({"params": k, "noise": k}, z))(key)
+    return _init_fn(cfg)(key)
 
 
 def num_params(cfg: GeneratorConfig) -> int:

@@ -29,13 +29,16 @@ class MappingNetwork(nn.Module):
     num_ws: int
     lr_multiplier: float = 0.01
     w_avg_beta: float = 0.995
+    normalize_z: bool = True            # False: plain linear layers on z (StyleKD --mlp_cfg)
 
     @nn.compact
     def __call__(self, z: jax.Array, truncation_psi: float = 1.0,
                  truncation_cutoff: int | None = None, update_w_avg: bool = False) -> jax.Array:
         w_dim = self.features[-1]
         w_avg = self.variable("buffers", "w_avg", jnp.zeros, (w_dim,), jnp.float32)
-        x = normalize_2nd_moment(z.astype(jnp.float32))
+        x = z.astype(jnp.float32)
+        if self.normalize_z:
+            x = normalize_2nd_moment(x)
         for i, width in enumerate(self.features):
             x = FullyConnected(width, lr_multiplier=self.lr_multiplier, activation="lrelu",
                                name=f"fc{i}")(x)

@@ -193,6 +193,7 @@ class Generator(nn.Module):
         cfg = self.cfg
         self.mapping = MappingNetwork(cfg.mapping_features, cfg.num_ws,
                                       lr_multiplier=cfg.mapping_lr_multiplier,
+                                      normalize_z=cfg.mapping_normalize_z,
                                       w_avg_beta=cfg.w_avg_beta)
         self.synthesis = SynthesisNetwork(cfg, dtype=self.dtype)
 

@@ -1,0 +1,5 @@
+import sys
+
+from stylekd_jax.export.cli import main
+
+sys.exit(main())

@@ -1,0 +1,168 @@
+"""What an exported model computes, and the images it must reproduce.
+
+An export is a pure function of its inputs with the weights baked in as constants:
+
+    signature 'z':   z [N, z_dim] (and psi [] when truncation is an input) -> image
+    signature 'ws':  ws [N, num_ws, w_dim] -> image
+
+StyleGAN2 noise is the checkpoint's constant noise ('const' noise mode), so an exported
+model is deterministic. The image is NHWC or NCHW, either the raw float output (about
+[-1, 1]) or uint8 rounded as NVlabs does, `floor(clip(x * 127.5 + 128, 0, 255))`.
+
+Verification compares an export's output with the JAX generator called the usual way
+(`Generator.apply(variables, z, psi, cutoff, 'const')`), on z of fixed seeds (seed s gives
+`RandomState(s).randn(1, z_dim)`, the convention of `generate`). Float32 exports must
+agree to 1e-4 of the output's largest magnitude (uint8 ones to one grey level, a rounding
+flip); float16 and int8 ones report their PSNR against float32 and fail below a floor.
+"""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stylekd_jax.networks import make_generator
+from stylekd_jax.networks.mapping import truncate
+
+SIGNATURES = ("z", "ws")
+LAYOUTS = ("nhwc", "nchw")
+DTYPES = ("float", "uint8")
+FLOAT32_TOLERANCE = 1e-4        # of the output scale
+UINT8_TOLERANCE = 1             # grey levels
+MIN_PSNR = {"float16": 35.0, "int8": 15.0}   # dB against float32; below is a failed export
+EXAMPLE_PSI = 0.7               # the psi fed to a model whose psi is an input, when verifying
+
+
+class ExportError(ValueError):
+    """One-line, user-facing: an export that could not be written or did not verify."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    inputs: str = "z"                       # 'z' or 'ws'
+    truncation_psi: float | None = 1.0      # None: psi is an input
+    truncation_cutoff: int | None = None
+    layout: str = "nhwc"
+    dtype: str = "float"                    # 'float' or 'uint8'
+
+    def describe(self) -> str:
+        psi = "psi input" if self.truncation_psi is None else f"psi {self.truncation_psi:g} baked"
+        head = f"z -> image ({psi})" if self.inputs == "z" else "ws -> image"
+        return f"{head}, {self.layout.upper()} {self.dtype}"
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple[int | None, ...]    # None: the batch dimension
+    dtype: str = "float32"
+
+
+def input_specs(cfg, sig: Signature) -> list[InputSpec]:
+    if sig.inputs == "ws":
+        return [InputSpec("ws", (None, cfg.num_ws, cfg.w_dim))]
+    specs = [InputSpec("z", (None, cfg.z_dim))]
+    if sig.truncation_psi is None:
+        specs.append(InputSpec("psi", ()))
+    return specs
+
+
+def _finish(img: jax.Array, sig: Signature) -> jax.Array:
+    if sig.layout == "nchw":
+        img = jnp.transpose(img, (0, 3, 1, 2))
+    if sig.dtype == "uint8":
+        img = jnp.floor(jnp.clip(img * 127.5 + 128, 0, 255)).astype(jnp.uint8)
+    return img
+
+
+def export_fn(cfg, variables, sig: Signature):
+    """The function to convert: positional inputs as `input_specs`, weights as constants."""
+    model = make_generator(cfg)
+    variables = jax.tree_util.tree_map(np.asarray, variables)
+
+    def synthesize(ws):
+        return _finish(model.apply(variables, ws, "const", method="synthesize"), sig)
+
+    if sig.inputs == "ws":
+        return synthesize
+    if sig.truncation_psi is None:
+        w_avg = variables["buffers"]["mapping"]["w_avg"]
+
+        def z_psi_to_image(z, psi):
+            ws = model.apply(variables, z, method="map")
+            return synthesize(truncate(ws, w_avg, psi, sig.truncation_cutoff))
+        return z_psi_to_image
+
+    def z_to_image(z):
+        return synthesize(model.apply(variables, z, sig.truncation_psi, sig.truncation_cutoff,
+                                      method="map"))
+    return z_to_image
+
+
+def seed_latents(seeds, z_dim: int) -> np.ndarray:
+    return np.concatenate([np.random.RandomState(s).randn(1, z_dim) for s in seeds]).astype(np.float32)
+
+
+def example_inputs(cfg, variables, sig: Signature, seeds) -> list[np.ndarray]:
+    """Inputs for the fixed seeds, in `input_specs` order (ws: mapped with psi 1)."""
+    z = seed_latents(seeds, cfg.z_dim)
+    if sig.inputs == "ws":
+        model = make_generator(cfg)
+        return [np.asarray(jax.jit(lambda v, z: model.apply(v, z, method="map"))(variables, z))]
+    if sig.truncation_psi is None:
+        return [z, np.float32(EXAMPLE_PSI)]
+    return [z]
+
+
+def reference_images(cfg, variables, sig: Signature, seeds) -> np.ndarray:
+    """What the export must output for the seeds: the JAX generator's images, laid out and
+    converted with numpy (not with the exported graph's own ops)."""
+    model = make_generator(cfg)
+    z = seed_latents(seeds, cfg.z_dim)
+    psi = EXAMPLE_PSI if sig.truncation_psi is None else sig.truncation_psi
+    if sig.inputs == "ws":
+        ws = example_inputs(cfg, variables, sig, seeds)[0]
+        img = jax.jit(lambda v, ws: model.apply(v, ws, "const", method="synthesize"))(variables, ws)
+    else:
+        img = jax.jit(lambda v, z: model.apply(v, z, psi, sig.truncation_cutoff, "const"))(variables, z)
+    img = np.asarray(img, np.float32)
+    if sig.layout == "nchw":
+        img = img.transpose(0, 3, 1, 2)
+    if sig.dtype == "uint8":
+        img = np.floor(np.clip(img * 127.5 + 128, 0, 255)).astype(np.uint8)
+    return img
+
+
+def psnr(got: np.ndarray, want: np.ndarray, sig: Signature) -> float:
+    """dB; the peak-to-peak range is 2 for float images ([-1, 1]) and 255 for uint8."""
+    peak = 255.0 if sig.dtype == "uint8" else 2.0
+    mse = float(np.mean(np.square(got.astype(np.float64) - want.astype(np.float64))))
+    return math.inf if mse == 0 else 10 * math.log10(peak ** 2 / mse)
+
+
+def compare(what: str, got: np.ndarray, want: np.ndarray, sig: Signature,
+            precision: str = "float32") -> str:
+    """A one-line report of `got` against the JAX images; raises ExportError if it fails."""
+    got = np.asarray(got)
+    if got.shape != want.shape:
+        raise ExportError(f"{what}: output shape {list(got.shape)}, expected {list(want.shape)}")
+    if got.dtype.kind == "f" and not np.isfinite(got).all():
+        raise ExportError(f"{what}: the output holds NaN or Inf")
+    diff = float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max())
+    quality = psnr(got, want, sig)
+    if precision == "float32":
+        if sig.dtype == "uint8":
+            ok, bound = diff <= UINT8_TOLERANCE, f"{UINT8_TOLERANCE} grey level"
+        else:
+            scale = float(np.abs(want).max()) or 1.0
+            ok, bound = diff <= FLOAT32_TOLERANCE * scale, f"{FLOAT32_TOLERANCE:g} x scale {scale:.3g}"
+        line = f"{what}: max |diff| {diff:.3g} vs JAX (bound {bound})"
+        if not ok:
+            raise ExportError(f"{line}: the exported model does not reproduce the generator")
+        return line + " ok"
+    line = f"{what}: PSNR {quality:.1f} dB vs float32 JAX (max |diff| {diff:.3g})"
+    if quality < MIN_PSNR[precision]:
+        raise ExportError(f"{line}, below the {MIN_PSNR[precision]:g} dB floor for {precision}")
+    return line + " ok"
