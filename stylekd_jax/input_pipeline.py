@@ -40,13 +40,7 @@ import zipfile
 from collections.abc import Callable
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
-
-try:
-    tf.config.set_visible_devices([], "GPU")
-except RuntimeError:  # TF already initialised its devices elsewhere
-    pass
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 SOURCE_FORMS = "folder:/path/to/images, zip:/path/to/dataset.zip or tfds:name[/config][:split]"
@@ -56,6 +50,17 @@ _MASK = (1 << 64) - 1
 
 class DataError(ValueError):
     """One-line user-facing error naming the file/source and the fix."""
+
+
+def _tf():
+    """TensorFlow, imported on first use: only the tf.data pipeline needs it, so the networks,
+    the train step and the benchmarks run on hosts without TensorFlow. Hidden from every GPU."""
+    import tensorflow as tf
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # TF already initialised its devices elsewhere
+        pass
+    return tf
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -177,6 +182,7 @@ class _Tfds:
     """tfds: source; random access through the data source when the file format allows it."""
 
     def __init__(self, spec: str):
+        _tf()   # hides the GPUs before TFDS initialises TensorFlow
         import tensorflow_datasets as tfds
         self.tfds = tfds
         name, _, split = spec.partition(":")
@@ -222,7 +228,7 @@ class _Tfds:
             raise DataError(f"cannot read example {i} of tfds:{self.name}:{self.split}: "
                             f"{type(e).__name__}: {e}") from None
 
-    def records(self, seed: int) -> tf.data.Dataset:
+    def records(self, seed: int):
         """Sequential fallback: encoded images, file order, buffer-shuffled anew each epoch."""
         ds = self.builder.as_dataset(self.split, shuffle_files=False,
                                      decoders={"image": self.tfds.decode.SkipDecoding()})
@@ -323,6 +329,7 @@ def make_dataset(source: str, resolution: int, batch_size: int, *, seed: int = 0
         raise ValueError(f"bad arguments: batch_size={batch_size}, resolution={resolution}, "
                          f"process {process_index} of {process_count}, start_step={start_step}")
     src = open_source(source)
+    tf = _tf()
     b, g = batch_size, batch_size * process_count
     seed &= _MASK
     warn_small = _SmallImageWarning(resolution)
@@ -411,7 +418,7 @@ class Batches:
     hook closes every live one.
     """
 
-    def __init__(self, ds: tf.data.Dataset):
+    def __init__(self, ds):   # a tf.data.Dataset
         self._it = iter(ds)
         _LIVE.add(self)
 
@@ -423,7 +430,7 @@ class Batches:
             raise StopIteration
         try:
             batch, errors = next(self._it)
-        except tf.errors.OpError as e:  # e.g. an unreadable TFRecord shard: one line
+        except _tf().errors.OpError as e:  # e.g. an unreadable TFRecord shard: one line
             raise DataError(f"reading training data failed: {e.message.splitlines()[0]}") from None
         for err in errors.numpy():
             if err:

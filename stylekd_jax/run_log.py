@@ -15,14 +15,17 @@ import time
 from typing import Any, Mapping
 
 import jax
-from clu.metric_writers import interface
 
 FILE_NAME = "metrics.jsonl"
 STAGES_FILE = "stages.json"
 
 
-class JsonlWriter(interface.MetricWriter):
-    """A clu MetricWriter that appends scalars to a JSON-lines file (other kinds are ignored)."""
+class JsonlWriter:
+    """Appends scalars to a JSON-lines file (other kinds are ignored).
+
+    It has every method of clu's `MetricWriter`, so clu's `MultiWriter` takes it, without
+    subclassing it: this module imports without clu (and so without TensorFlow).
+    """
 
     def __init__(self, workdir: str):
         os.makedirs(workdir, exist_ok=True)

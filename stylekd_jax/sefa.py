@@ -96,3 +96,18 @@ def sefa_directions(g_cfg: GeneratorConfig | StyleGAN3Config, g_vars: dict[str, 
     else:
         vectors = _top_eigenvectors(np.concatenate(mats, axis=1), total)
     return vectors.astype(np.float32)
+
+
+def training_directions(g_cfg: GeneratorConfig | StyleGAN3Config, g_vars: dict[str, Any],
+                        mode: str = "split", ld_layers: tuple[int, ...] | None = None) -> np.ndarray:
+    """The directions distillation uses for the LD loss: 5 per block for the first
+    max(ld_layers) blocks after the 4x4 one, as the official code (StyleGAN3: pairs of layers
+    L0..L9); without `ld_layers` (edit, explore), the default's 5 blocks or as many as the
+    generator has (fewer below 128 px), so that an edit is one the student was trained on."""
+    available = (g_cfg.num_layers // 2 if isinstance(g_cfg, StyleGAN3Config)
+                 else len(g_cfg.block_resolutions) - 1)
+    num_blocks = max(ld_layers) if ld_layers else min(5, available)
+    if not 1 <= num_blocks <= available:
+        raise ValueError(f"ld_layers {tuple(ld_layers)} needs {num_blocks} blocks after the 4x4 one; "
+                         f"this generator has {available}")
+    return sefa_directions(g_cfg, g_vars, mode=mode, num_blocks=num_blocks)

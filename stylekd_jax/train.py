@@ -27,7 +27,6 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from absl import logging
-from clu import metric_writers
 
 from stylekd_jax import (checkpoint, config as config_lib, evaluate, face_parsing, images, input_pipeline, losses,
                          progress, run_log, sharding)
@@ -38,7 +37,7 @@ from stylekd_jax.lpips import load_params as load_lpips_params, lpips_fn
 from stylekd_jax.networks import Discriminator, make_generator
 from stylekd_jax.networks.generator import init_generator, num_params
 from stylekd_jax.ops.upfirdn2d import gaussian_blur2d
-from stylekd_jax.sefa import sefa_directions
+from stylekd_jax.sefa import training_directions
 from stylekd_jax.student import inherit_discriminator, init_student, student_config
 
 
@@ -358,13 +357,8 @@ def build(config) -> tuple[Setup, dict, dict, dict]:
                               synthesis_init=config.student.synthesis_init, channel_scores=scores)
         consts["teacher"] = teacher_vars
         if config.loss.ld > 0:
-            # The official code uses the 5 blocks after b4 (fewer exist below 128 px);
-            # StyleGAN3: the first 5 pairs of layers, L0..L9 (see sefa.py).
-            available = (teacher_cfg.num_layers // 2 if isinstance(teacher_cfg, StyleGAN3Config)
-                         else len(teacher_cfg.block_resolutions) - 1)
-            num_blocks = min(5, available)
-            consts["directions"] = jnp.asarray(sefa_directions(
-                teacher_cfg, teacher_vars, mode=config.loss.ld_directions, num_blocks=num_blocks))
+            consts["directions"] = jnp.asarray(training_directions(
+                teacher_cfg, teacher_vars, mode=config.loss.ld_directions, ld_layers=config.loss.ld_layers))
     else:
         g_cfg = generator_config(config.generator)
         g_vars = init_generator(g_cfg, k_g)
@@ -374,7 +368,7 @@ def build(config) -> tuple[Setup, dict, dict, dict]:
     lpips = None
     if config.teacher and config.loss.lpips > 0:
         consts["lpips"] = load_lpips_params(config.loss.lpips_weights or None)
-        lpips = _lpips_apply(config.loss.lpips_size)
+        lpips = _lpips_apply(config.loss.lpips_size, jnp.dtype(config.dtype))
     if config.teacher and config.loss.face_mask:
         consts["face_parser"] = face_parsing.load_params(config.loss.face_parser)
     g_tx = lazy_adam(config, config.pl_interval)
@@ -418,23 +412,32 @@ def _discriminator_config(config, reference: GeneratorConfig) -> DiscriminatorCo
                                conv_clamp=reference.conv_clamp)
 
 
-def _lpips_apply(size: int):
-    """f(params, x, y) -> [N] with images larger than `size` resized first."""
+def _lpips_apply(size: int, dtype=jnp.float32):
+    """f(params, x, y) -> [N] with images larger than `size` resized first; the VGG convs run
+    in `dtype` (config.dtype: the distillation step's largest block of FLOPs after the
+    networks), the unit-normalisation, differences and heads in float32 (lpips.LPIPS)."""
     def apply(params, x, y):
-        return lpips_fn(params, resize_to=size)(x, y)
+        return lpips_fn(params, resize_to=size, dtype=dtype)(x, y)
     return apply
+
+
+@jax.jit
+def _copy_arrays(tree):
+    """Fresh device buffers for every array of `tree` (a jit output never aliases its inputs)."""
+    return jax.tree_util.tree_map(jnp.copy, tree)
 
 
 def init_state(setup: Setup, g_vars, d_init) -> TrainState:
     """The step-0 state; `d_init` is D's PRNG key, or D's variables when inherited (`build`)."""
     c = setup.config
     img = jnp.zeros((c.batch_size, setup.d_cfg.resolution, setup.d_cfg.resolution, 3))
-    d_vars = (jax.tree_util.tree_map(jnp.array, d_init) if isinstance(d_init, dict)
-              else setup.D.init(d_init, img))
-    g_vars = jax.tree_util.tree_map(jnp.array, g_vars)   # own buffers: the state is donated
+    # Compiled, as init_generator: op by op, D's forward and a copy per array each compile once.
+    d_vars = (_copy_arrays(d_init) if isinstance(d_init, dict) else jax.jit(setup.D.init)(d_init, img))
+    g_vars = _copy_arrays(g_vars)   # own buffers: the state is donated
     return TrainState(step=jnp.asarray(0, jnp.int32), g=g_vars,
-                      g_ema=jax.tree_util.tree_map(jnp.array, g_vars["params"]), d=d_vars,
-                      g_opt=setup.g_tx.init(g_vars["params"]), d_opt=setup.d_tx.init(d_vars["params"]),
+                      g_ema=_copy_arrays(g_vars["params"]), d=d_vars,
+                      g_opt=jax.jit(setup.g_tx.init)(g_vars["params"]),
+                      d_opt=jax.jit(setup.d_tx.init)(d_vars["params"]),
                       pl_mean=jnp.asarray(0.0, jnp.float32),
                       key=jax.random.PRNGKey(c.seed + 1))
 
@@ -510,6 +513,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         raise ValueError(f"config.batch_size={config.batch_size} must divide evenly over the "
                          f"{mesh.shape['data']} data-parallel devices and {jax.process_count()} processes")
     is_main = jax.process_index() == 0
+    from clu import metric_writers   # TensorBoard (TensorFlow): only the training loop writes it
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
     if is_main:   # and the same scalars as JSON lines, for reports (run_log.py)
         writer = metric_writers.MultiWriter([writer, run_log.JsonlWriter(workdir)])

@@ -12,9 +12,12 @@ import pytest
 from PIL import Image
 
 CACHE_DIR = os.path.join(os.environ.get("PYTEST_XLA_CACHE", "/tmp/stylekd_jax_test_xla_cache"))
+# Also for the subprocesses the tests start (python -m stylekd_jax.main ...): every program,
+# however small, is cached (a process otherwise recompiles ~100 small ones, ~0.1 s each).
 os.environ["JAX_COMPILATION_CACHE_DIR"] = CACHE_DIR
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +61,7 @@ def tiny_overrides(teacher: str, data: str, **extra) -> dict:
         "batch_size": 8, "loss.lpips_size": 16, "loss.ld_layers": (1, 2), "total_steps": 4,
         "log_every_steps": 2, "checkpoint_every_steps": 2, "sample_every_steps": 2,
         "sample_seeds": (0, 1),
+        "mesh.data": 1,            # one device also where tests make 8 (test_train's runs)
         "loss.face_mask": False,   # no face-parser weights in tests (test_face_parsing covers it)
     }
     overrides.update(extra)

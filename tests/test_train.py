@@ -18,6 +18,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "ffhq256_stylegan2.py")
 
 
+# The runs compared with `straight_run` see 8 CPU devices, as the sharded ones must: runs on one
+# device and on a mesh then share compiled programs (the persistent cache) and compare like with like.
+EIGHT_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+
+
 def run_main(workdir, overrides, env_extra=None, processes=1, timeout=900, config=CONFIG):
     """Run `python -m stylekd_jax.main` as a user would; returns the completed process(es)."""
     env = dict(os.environ, **(env_extra or {}))
@@ -61,6 +66,9 @@ def teacher_student_l1(teacher_dir, student_vars, student_cfg):
     return float(np.mean(np.abs(np.asarray(t) - np.asarray(s))))
 
 
+# 150 steps through the command line: learning is also checked in-process (test_bf16, both
+# dtypes) and the whole pipeline by test_demo, so this one is `slow`.
+@pytest.mark.slow
 def test_short_distillation_lowers_teacher_student_l1(tmp_path, tiny_teacher, tiny_data):
     from stylekd_jax.train import build
     from stylekd_jax.config import base_config
@@ -81,50 +89,59 @@ def test_short_distillation_lowers_teacher_student_l1(tmp_path, tiny_teacher, ti
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "run"))
 
 
-def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, tiny_teacher, tiny_data):
-    straight = tmp_path / "straight"
-    run_main(straight, tiny_overrides(tiny_teacher, tiny_data, total_steps=4))
-    resumed = tmp_path / "resumed"
-    run_main(resumed, tiny_overrides(tiny_teacher, tiny_data, total_steps=2))   # "killed" after step 2
-    run_main(resumed, tiny_overrides(tiny_teacher, tiny_data, total_steps=4))   # the same command again
-    assert_trees_close(student_params(straight), student_params(resumed), rtol=0, atol=0)
-    # "Killed" while exporting the last step: not finished, and the rerun exports it again.
-    shutil.rmtree(resumed / "student" / "networks")
-    result = run_main(resumed, tiny_overrides(tiny_teacher, tiny_data, total_steps=4))
-    assert "already done" not in result.stdout
-    assert_trees_close(student_params(straight), student_params(resumed), rtol=0, atol=0)
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory, tiny_teacher, tiny_data):
+    """Student params after 4 uninterrupted steps on one device: what resumed and sharded runs must give."""
+    workdir = tmp_path_factory.mktemp("straight")
+    run_main(workdir, tiny_overrides(tiny_teacher, tiny_data), env_extra=EIGHT_DEVICES)
+    return student_params(workdir)
 
 
 @pytest.fixture(scope="module")
-def single_device_run(tmp_path_factory, tiny_teacher, tiny_data):
-    workdir = tmp_path_factory.mktemp("single")
-    run_main(workdir, tiny_overrides(tiny_teacher, tiny_data, **{"mesh.data": 1}),
-             env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
-    return student_params(workdir)
+def two_step_run(tmp_path_factory, tiny_teacher, tiny_data):
+    """A run directory "killed" after step 2 (checkpoint and export of step 2); tests continue copies."""
+    workdir = tmp_path_factory.mktemp("two_steps") / "run"
+    run_main(workdir, tiny_overrides(tiny_teacher, tiny_data, total_steps=2), env_extra=EIGHT_DEVICES)
+    return workdir
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, tiny_teacher, tiny_data, straight_run,
+                                                        two_step_run):
+    resumed = tmp_path / "resumed"
+    shutil.copytree(two_step_run, resumed)
+    overrides = tiny_overrides(tiny_teacher, tiny_data, total_steps=4)
+    run_main(resumed, overrides, env_extra=EIGHT_DEVICES)   # the same command again
+    assert_trees_close(straight_run, student_params(resumed), rtol=0, atol=0)
+    # "Killed" while exporting the last step: not finished, and the rerun exports it again.
+    shutil.rmtree(resumed / "student" / "networks")
+    result = run_main(resumed, overrides, env_extra=EIGHT_DEVICES)
+    assert "already done" not in result.stdout
+    assert_trees_close(straight_run, student_params(resumed), rtol=0, atol=0)
 
 
 # Both axes are covered by data 4 x model 2; the pure data-8 mesh adds minutes, so it is `slow`.
 @pytest.mark.parametrize("mesh", [pytest.param({"mesh.data": 8}, marks=pytest.mark.slow),
                                   {"mesh.data": 4, "mesh.model": 2}])
 def test_sharded_step_on_8_cpu_devices_equals_single_device(tmp_path, tiny_teacher, tiny_data,
-                                                            single_device_run, mesh):
-    run_main(tmp_path, tiny_overrides(tiny_teacher, tiny_data, **mesh),
-             env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
-    assert_trees_close(student_params(tmp_path), single_device_run)
+                                                            straight_run, mesh):
+    run_main(tmp_path, tiny_overrides(tiny_teacher, tiny_data, **mesh), env_extra=EIGHT_DEVICES)
+    assert_trees_close(student_params(tmp_path), straight_run)
 
 
 @pytest.mark.slow   # two processes each compile the whole step: minutes on 2 cores
-def test_two_processes_equal_one_process(tmp_path, tiny_teacher, tiny_data, single_device_run):
-    run_main(tmp_path, tiny_overrides(tiny_teacher, tiny_data),
+def test_two_processes_equal_one_process(tmp_path, tiny_teacher, tiny_data, straight_run):
+    run_main(tmp_path, tiny_overrides(tiny_teacher, tiny_data, **{"mesh.data": -1}),
              env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}, processes=2)
-    assert_trees_close(student_params(tmp_path), single_device_run)
+    assert_trees_close(student_params(tmp_path), straight_run)
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_teacher, tiny_data):
-    run_main(tmp_path, tiny_overrides(tiny_teacher, tiny_data, total_steps=2))
-    env = dict(os.environ)
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_teacher, tiny_data, two_step_run):
+    tmp_path = tmp_path / "run"
+    shutil.copytree(two_step_run, tmp_path)
+    env = dict(os.environ, **EIGHT_DEVICES)
     cmd = [sys.executable, "-m", "stylekd_jax.main", "--config", CONFIG, "--workdir", str(tmp_path)]
-    cmd += as_flags(tiny_overrides(tiny_teacher, tiny_data, total_steps=4, **{"loss.gan": float("nan")}))
+    cmd += as_flags(tiny_overrides(tiny_teacher, tiny_data, total_steps=4,
+                                   **{"loss.gan": float("nan")}))
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 2
     assert "non-finite loss at step 3" in result.stderr
@@ -285,11 +302,17 @@ runpy.run_module("stylekd_jax.main", run_name="__main__")
 """
 
 
-def test_disk_full_during_training_stops_with_one_line(tmp_path, tiny_teacher, tiny_data):
-    """The command a user runs, with the checkpoint of step 4 failing in orbax's background thread."""
+# The same path in-process: test_a_failed_background_save_is_one_line_and_keeps_the_previous_checkpoint.
+@pytest.mark.slow
+def test_disk_full_during_training_stops_with_one_line(tmp_path, tiny_teacher, tiny_data, two_step_run):
+    """The command a user runs (resuming at step 2), with the checkpoint of step 4 failing in
+    orbax's background thread."""
+    tmp_path = tmp_path / "run"
+    shutil.copytree(two_step_run, tmp_path)
     cmd = [sys.executable, "-c", DISK_FULL_AT_STEP_4, "--config", CONFIG, "--workdir", str(tmp_path)]
     cmd += as_flags(tiny_overrides(tiny_teacher, tiny_data, total_steps=6))
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, **EIGHT_DEVICES), capture_output=True,
+                            text=True, timeout=900)
     assert result.returncode == 2, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]

@@ -21,6 +21,8 @@ def export(fn, specs, path: str) -> str:
     # jax2onnx prints tracebacks of optional plugins it cannot load (dm_pix, unused here) and
     # onnx_ir logs a warning per untyped shape constant: neither concerns this export.
     logging.getLogger("onnx_ir").setLevel(logging.ERROR)
+    # Its plugin loader logs those tracebacks through a handler that bypasses the redirect.
+    logging.getLogger("jax2onnx.plugins.plugin_system").setLevel(logging.ERROR)
     shapes = [tuple("batch" if d is None else d for d in s.shape) for s in specs]
     with contextlib.redirect_stderr(io.StringIO()):
         from jax2onnx import to_onnx

@@ -1,0 +1,279 @@
+"""One prepared accelerator run: generator and distillation speed, a 100-step distillation, one JSON.
+
+    python -m stylekd_jax.benchmarks.accelerator --out OUTDIR/accelerator.json   # GPU/TPU, < 8 min on an H200
+    python -m stylekd_jax.benchmarks.accelerator --out /tmp/a.json --smoke       # tiny sizes, any CPU
+
+`benchmarks/accelerator.sh OUTDIR` installs the project on a bare host and runs this. Sections
+(each on random weights; speed does not depend on their values):
+  devices     jax.devices(), the backend, jax version; measured bf16 / f32 matmul peaks;
+  generator   the 256px config-f teacher and the StyleKD student [154]*10+[77,77,39,39],
+              float32 and bfloat16, batch 8 and 32: z -> image forward;
+  distill     the trainer's step (configs/ffhq256_stylegan2.py without the face mask) at 256px,
+              batch 16, float32 and bfloat16, every kind of step (plain, +path length,
+              +R1 +path length) at its real rate over one R1 period;
+  run         100 steps of that bf16 distillation from a fresh state (the compiled steps of
+              `distill` reused), the teacher's own images as the real data; losses at the first
+              and last steps, all finite; the student exported as a checkpoint.
+Sections run in that order while a time budget (--budget-s) lasts; one that would start after
+it is recorded as skipped, so the JSON is always written.
+
+The JSON (one object; times in seconds, memory in bytes; null where not available):
+  {"schema": 1, "smoke": bool, "started": ISO time, "seconds": total,
+   "devices": {"backend", "count", "kind", "jax", "list": [str], "peak_flops": {"bfloat16",
+               "float32": measured matmul FLOP/s}, "spec_peak_bf16": vendor FLOP/s or null},
+   "generator": [{"model", "dtype", "batch", "compile_s", "images_per_s", "gflop_per_image",
+                  "mfu": achieved / spec bf16 peak (null if unknown), "of_measured_peak"}],
+   "distill": [{"resolution", "batch", "dtype", "student", "compile_s": {kind: s},
+                "step_s", "images_per_s", "s_per_kimg", "gflop_per_step", "mfu",
+                "of_measured_peak", "compiled_temp_bytes": {kind: bytes},
+                "peak_bytes": device peak after the section}],
+   "run": {"steps", "dtype", "batch", "seconds", "first": {loss: value}, "last": {...},
+           "finite": bool, "export_s", "peak_bytes"},
+   "memory": device.memory_stats() at the end (null on CPU),
+   "skipped": [section names], "errors": {section: message}}
+"s_per_kimg" is seconds per 1000 training images, the unit of NVlabs' and the paper's logs.
+"mfu" = model FLOPs (architecture count, benchmarks.distill.step_flops) per second over the
+chip's bf16 dense peak (SPEC_PEAKS) for both dtypes; "of_measured_peak" over the measured
+matmul peak of the section's dtype.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import tempfile
+import time
+import traceback
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# bf16 dense FLOP/s per chip by device_kind substring (vendor figures, no sparsity).
+SPEC_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "V100": 125e12, "L4": 121e12,
+              "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v4": 275e12,
+              "TPU v6": 918e12}
+
+
+def spec_peak() -> float | None:
+    kind = jax.devices()[0].device_kind
+    return next((v for k, v in SPEC_PEAKS.items() if k.lower() in kind.lower()), None)
+
+
+def peak_bytes() -> int | None:
+    stats = jax.devices()[0].memory_stats()
+    return None if not stats else int(stats.get("peak_bytes_in_use", 0)) or None
+
+
+def devices_section(smoke: bool) -> dict:
+    from stylekd_jax.benchmarks.common import measured_peak_flops
+    d = jax.devices()[0]
+    out = {"backend": jax.default_backend(), "count": jax.device_count(), "kind": d.device_kind,
+           "jax": jax.__version__, "list": [str(x) for x in jax.devices()],
+           "spec_peak_bf16": spec_peak(), "peak_flops": {}}
+    for dtype in ("bfloat16", "float32"):
+        out["peak_flops"][dtype] = None if smoke else measured_peak_flops(jnp.dtype(dtype))
+    return out
+
+
+def generator_section(smoke: bool, peaks: dict) -> list[dict]:
+    from stylekd_jax.architecture import GeneratorConfig, generator_macs
+    from stylekd_jax.benchmarks.common import time_call
+    from stylekd_jax.benchmarks.generator import MODELS
+    from stylekd_jax.networks import make_generator
+    from stylekd_jax.networks.generator import init_generator
+    if smoke:
+        models = {"tiny-16": GeneratorConfig.teacher(16, channel_base=256, channel_max=32)}
+        batches = (2,)
+    else:
+        models = {k: MODELS[k] for k in ("teacher-256", "student-256")}
+        batches = (8, 32)
+    rows = []
+    for name, cfg in models.items():
+        variables = init_generator(cfg, jax.random.PRNGKey(0))
+        for dtype in ("float32", "bfloat16"):
+            model = make_generator(cfg, jnp.dtype(dtype))
+            forward = jax.jit(lambda v, z, k, m=model: m.apply(v, z, noise_mode="random", rngs={"noise": k}))
+            for batch in batches:
+                z = jnp.asarray(np.random.RandomState(0).randn(batch, cfg.z_dim), jnp.float32)
+                start = time.perf_counter()
+                compiled = forward.lower(variables, z, jax.random.PRNGKey(1)).compile()
+                compile_s = time.perf_counter() - start
+                seconds = time_call(compiled, variables, z, jax.random.PRNGKey(1),
+                                    min_seconds=0.2 if smoke else 2.0)
+                flop = 2.0 * generator_macs(cfg)
+                rows.append(_speed({"model": name, "dtype": dtype, "batch": batch,
+                                    "compile_s": round(compile_s, 2), "images_per_s": batch / seconds,
+                                    "gflop_per_image": flop / 1e9}, flop * batch / seconds, dtype, peaks))
+    return rows
+
+
+def _speed(row: dict, flops_per_s: float, dtype: str, peaks: dict) -> dict:
+    spec = peaks.get("spec_peak_bf16")
+    measured = peaks["peak_flops"].get(dtype)
+    row["mfu"] = flops_per_s / spec if spec else None
+    row["of_measured_peak"] = flops_per_s / measured if measured else None
+    return row
+
+
+class Distillation:
+    """The trainer's compiled step for one config, dtype and batch, on a random teacher."""
+
+    def __init__(self, workdir: str, name: str, batch: int, dtype: str, **overrides):
+        from stylekd_jax import sharding
+        from stylekd_jax.benchmarks.distill import step_flops
+        from stylekd_jax.benchmarks.setups import distill_config
+        from stylekd_jax.train import build, jit_train_step, lazy_phases
+        self.config = distill_config(name, workdir, batch, dtype, **overrides)
+        self.setup, self.g_vars, self.d_init, consts = build(self.config)
+        self.mesh = sharding.make_mesh()
+        self.state_sharding = sharding.param_sharding(self.mesh, jax.eval_shape(self.fresh_state))
+        self.consts = jax.device_put(consts, sharding.replicated(self.mesh))
+        self.step_fn = jit_train_step(self.setup, self.mesh, self.state_sharding)
+        self.lazy_phases = lambda i: lazy_phases(self.config, i)
+        self.flops = sum(step_flops(self.config, self.setup.teacher_cfg, self.setup.g_cfg,
+                                    self.setup.d_cfg).values())
+        self.compiled, self.compile_s, self.temp_bytes = {}, {}, {}
+
+    def fresh_state(self):
+        from stylekd_jax.train import init_state
+        return init_state(self.setup, self.g_vars, self.d_init)
+
+    def device_state(self):
+        return jax.jit(self.fresh_state, out_shardings=self.state_sharding)()
+
+    def compile_all(self, state, real) -> None:
+        for kind in sorted({self.lazy_phases(i) for i in range(self.config.r1_interval)}):
+            start = time.perf_counter()
+            compiled = self.step_fn.lower(state, real, self.consts, *kind).compile()
+            name = "plain" if kind == (False, False) else "+".join(
+                n for n, on in zip(("R1", "PL"), kind) if on)
+            self.compile_s[name] = round(time.perf_counter() - start, 2)
+            memory = compiled.memory_analysis()
+            self.temp_bytes[name] = int(memory.temp_size_in_bytes) if memory is not None else None
+            self.compiled[kind] = compiled
+
+    def run(self, state, real_batches, first: int, count: int):
+        """`count` steps from step `first`; returns (state, [metrics of each step])."""
+        metrics = []
+        for i in range(first, first + count):
+            state, m = self.compiled[self.lazy_phases(i)](state, next(real_batches), self.consts)
+            metrics.append(m)
+        jax.block_until_ready(state)
+        return state, metrics
+
+
+def _repeat(x):
+    while True:
+        yield x
+
+
+def distill_section(workdir: str, smoke: bool, peaks: dict, keep: dict) -> list[dict]:
+    from stylekd_jax import sharding
+    name, batch = ("tiny", 4) if smoke else ("sg2-256", 16)
+    rows = []
+    # smoke: bf16 only, and every step has R1 and PL: one program (a CPU minute to compile).
+    for dtype in ("bfloat16",) if smoke else ("float32", "bfloat16"):
+        extra = {"r1_interval": 1, "pl_interval": 1} if smoke else {}
+        d = Distillation(os.path.join(workdir, dtype), name, batch, dtype, **extra)
+        res = d.setup.d_cfg.resolution
+        real = sharding.global_batch(d.mesh, np.random.RandomState(0).uniform(
+            -1, 1, (batch, res, res, 3)).astype(np.float32))
+        state = d.device_state()
+        d.compile_all(state, real)
+        period = d.config.r1_interval
+        state, _ = d.run(state, _repeat(real), 0, period)             # warm-up: every kind once
+        steps = period * (1 if smoke else 2)
+        start = time.perf_counter()
+        state, _ = d.run(state, _repeat(real), period, steps)
+        step_s = (time.perf_counter() - start) / steps
+        del state
+        rows.append(_speed({"config": name, "resolution": res, "batch": batch, "dtype": dtype,
+                            "student": list(d.setup.g_cfg.channels), "compile_s": d.compile_s,
+                            "step_s": step_s, "images_per_s": batch / step_s,
+                            "s_per_kimg": step_s * 1000 / batch, "gflop_per_step": d.flops / 1e9,
+                            "compiled_temp_bytes": d.temp_bytes, "peak_bytes": peak_bytes()},
+                           d.flops / step_s, dtype, peaks))
+        keep[dtype] = d
+    return rows
+
+
+def run_section(workdir: str, smoke: bool, d: "Distillation") -> dict:
+    """`steps` distillation steps from a fresh state; the teacher's images are the real data."""
+    from stylekd_jax import sharding
+    from stylekd_jax.train import export_student
+    steps = 4 if smoke else 100
+    batch = d.config.batch_size
+    teacher = jax.jit(lambda v, z: d.setup.T.apply(v, z, noise_mode="const"))
+    z = np.random.RandomState(1).randn(4 * batch, d.setup.teacher_cfg.z_dim).astype(np.float32)
+    pool = np.concatenate([np.asarray(teacher(d.consts["teacher"], z[i:i + batch]), np.float32)
+                           for i in range(0, len(z), batch)])
+
+    def reals():
+        for k in range(steps):
+            j = (k * batch) % len(pool)
+            yield sharding.global_batch(d.mesh, np.clip(pool[j:j + batch], -1, 1))
+
+    start = time.perf_counter()
+    state, metrics = d.run(d.device_state(), reals(), 0, steps)
+    seconds = time.perf_counter() - start
+    host = jax.device_get(metrics)
+    keys = [k for k in host[0] if k != "finite"]
+
+    def value(v):   # NaN marks a lazy phase the step skipped: null in the JSON
+        return float(v) if np.isfinite(v) else None
+    start = time.perf_counter()
+    export_student(os.path.join(workdir, "run"), d.setup, state)
+    return {"steps": steps, "dtype": d.config.dtype, "batch": batch, "seconds": seconds,
+            "s_per_kimg": seconds / steps * 1000 / batch,
+            "first": {k: value(host[0][k]) for k in keys}, "last": {k: value(host[-1][k]) for k in keys},
+            "finite": bool(all(bool(m["finite"]) for m in host)),
+            "export_s": time.perf_counter() - start, "peak_bytes": peak_bytes()}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="the JSON file to write")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script, on any CPU")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="no section starts after this many seconds (default 7 min; none with --smoke)")
+    args = parser.parse_args(argv)
+    budget = args.budget_s if args.budget_s is not None else (float("inf") if args.smoke else 420.0)
+    begin = time.perf_counter()
+    result = {"schema": 1, "smoke": args.smoke, "started": datetime.datetime.now().isoformat(timespec="seconds"),
+              "devices": None, "generator": None, "distill": None, "run": None, "memory": None,
+              "skipped": [], "errors": {}}
+    keep: dict = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        sections = [
+            ("devices", lambda: devices_section(args.smoke)),
+            ("generator", lambda: generator_section(args.smoke, result["devices"])),
+            ("distill", lambda: distill_section(workdir, args.smoke, result["devices"], keep)),
+            ("run", lambda: run_section(workdir, args.smoke, keep["bfloat16"])),
+        ]
+        for name, fn in sections:
+            if time.perf_counter() - begin > budget or (name == "run" and "bfloat16" not in keep):
+                result["skipped"].append(name)
+                continue
+            print(f"[{time.perf_counter() - begin:6.0f} s] {name} ...", flush=True)
+            try:
+                result[name] = fn()
+            except Exception as e:   # the JSON is written whatever fails; the error is in it
+                traceback.print_exc()
+                result["errors"][name] = f"{type(e).__name__}: {e}"[:2000]
+            print(json.dumps({name: result[name]}, default=str)[:3000], flush=True)
+    stats = jax.devices()[0].memory_stats()
+    result["memory"] = {k: int(v) for k, v in stats.items()} if stats else None
+    result["seconds"] = time.perf_counter() - begin
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"wrote {args.out} ({result['seconds']:.0f} s; skipped {result['skipped'] or 'nothing'}; "
+          f"errors in {sorted(result['errors']) or 'nothing'})")
+    if result["errors"]:
+        raise SystemExit(1)
+    return result
+
+
+if __name__ == "__main__":
+    main()

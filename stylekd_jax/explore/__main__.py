@@ -1,0 +1,5 @@
+import sys
+
+from stylekd_jax.explore.cli import main
+
+sys.exit(main())
