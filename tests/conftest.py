@@ -20,6 +20,20 @@ jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+def set_noise_strength(variables: dict, value: float) -> None:
+    """Every StyleGAN2 synthesis layer's noise strength := value (init gives 0, which would hide
+    noise handling), in place on host variables."""
+    for block in variables["params"]["synthesis"].values():
+        for layer in block.values():
+            if isinstance(layer, dict) and "noise_strength" in layer:
+                layer["noise_strength"] = np.float32(value)
+
+
+def rel_err(got, want) -> float:
+    """max |got - want| relative to max |want|."""
+    return float(np.abs(np.asarray(got) - want).max() / np.abs(want).max())
+
+
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory):
     """A 16px teacher checkpoint (random weights, non-zero noise strengths) with its D."""
@@ -30,10 +44,7 @@ def tiny_teacher(tmp_path_factory):
     cfg = GeneratorConfig.teacher(16, channel_base=256, channel_max=32, z_dim=16, w_dim=16,
                                   mapping_features=(16, 16))
     variables = jax.tree_util.tree_map(np.asarray, init_generator(cfg, jax.random.PRNGKey(0)))
-    for block in variables["params"]["synthesis"].values():
-        for layer in block.values():
-            if isinstance(layer, dict) and "noise_strength" in layer:
-                layer["noise_strength"] = np.float32(0.2)
+    set_noise_strength(variables, 0.2)
     d_cfg = DiscriminatorConfig.teacher(16, channel_base=256, channel_max=32)
     checkpoint.save(path, {"g_ema": variables}, cfg, d_cfg)
     return path

@@ -24,6 +24,7 @@ from stylekd_jax import face_parsing, losses  # noqa: E402
 from stylekd_jax.config import base_config, validate  # noqa: E402
 from stylekd_jax.convert import bisenet  # noqa: E402
 from stylekd_jax.convert.torch_files import CheckpointError  # noqa: E402
+from tests.conftest import rel_err  # noqa: E402
 
 PARSE = 64
 
@@ -34,10 +35,6 @@ def _nchw(x):
 
 def _nhwc(t):
     return np.transpose(t.numpy(), (0, 2, 3, 1))
-
-
-def _rel_err(got, want):
-    return float(np.abs(np.asarray(got) - want).max() / np.abs(want).max())
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +76,7 @@ def test_all_three_heads_match_the_reference(model, params):
     with torch.no_grad():
         want = [_nhwc(o) for o in model(_nchw(x))]
     got = jax.jit(lambda p, x: face_parsing.BiSeNet().apply({"params": p}, x))(params, x)
-    errs = [_rel_err(g, w) for g, w in zip(got, want)]
+    errs = [rel_err(g, w) for g, w in zip(got, want)]
     print("BiSeNet heads max rel diff:", errs)
     assert all(g.shape == (2, 72, 56, 19) for g in got)
     assert max(errs) <= 1e-5
@@ -91,7 +88,7 @@ def test_face_mask_equals_stylekd_mask(model, params, mask_fn, size):
     img = np.random.RandomState(size).uniform(-1.1, 1.1, (2, size, size, 3)).astype(np.float32)
     want_logits, want_mask = ref.official_face_mask(model, _nchw(img), PARSE)
     logits, mask = mask_fn(params, img)
-    err = _rel_err(logits, _nhwc(want_logits))
+    err = rel_err(logits, _nhwc(want_logits))
     differ = int(np.sum(np.asarray(mask)[..., 0] != want_mask.numpy()))
     print(f"{size}px: logits max rel diff {err:.2e}, mask pixels differing {differ}, "
           f"face fraction {float(want_mask.mean()):.3f}")

@@ -12,6 +12,7 @@ from stylekd_jax.architecture import GeneratorConfig
 from stylekd_jax.generate import main, parse_seeds
 from stylekd_jax.networks import Generator
 from stylekd_jax.networks.generator import init_generator
+from tests.conftest import set_noise_strength
 
 CFG = GeneratorConfig.teacher(16, channel_base=256, channel_max=16, z_dim=16, w_dim=16,
                               mapping_features=(16, 16))
@@ -23,10 +24,7 @@ def ckpt(tmp_path_factory):
     variables = init_generator(CFG, jax.random.PRNGKey(0))
     variables = jax.tree_util.tree_map(np.asarray, variables)
     # Non-trivial noise strengths and w_avg, so noise modes and truncation change the output.
-    for block in variables["params"]["synthesis"].values():
-        for layer in block.values():
-            if isinstance(layer, dict) and "noise_strength" in layer:
-                layer["noise_strength"] = np.float32(0.7)
+    set_noise_strength(variables, 0.7)
     variables["buffers"]["mapping"]["w_avg"] = np.full(16, 0.3, np.float32)
     checkpoint.save(path, {"g_ema": variables}, CFG)
     return path, variables

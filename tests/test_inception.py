@@ -23,6 +23,7 @@ import inception_reference as ref  # noqa: E402
 from stylekd_jax import inception  # noqa: E402
 from stylekd_jax.convert import inception as convert  # noqa: E402
 from stylekd_jax.convert.torch_files import CheckpointError  # noqa: E402
+from tests.conftest import rel_err  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
 import convert_torch_weights  # noqa: E402
@@ -33,10 +34,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
 def _nchw(x):
     return torch.from_numpy(np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2))))
-
-
-def _rel_err(got, want):
-    return float(np.abs(np.asarray(got) - want).max() / np.abs(want).max())
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +72,7 @@ def test_network_matches_reference(model, params):
         want = model(_nchw(x)).numpy()
     got = jax.jit(lambda p, x: inception.InceptionV3FID().apply({"params": p}, x))(params, x)
     assert got.shape == (2, 2048)
-    assert _rel_err(got, want) <= 1e-4
+    assert rel_err(got, want) <= 1e-4
 
 
 def test_stylekd_protocol_end_to_end(model, params):
@@ -84,7 +81,7 @@ def test_stylekd_protocol_end_to_end(model, params):
     with torch.no_grad():
         resized = F.interpolate(_nchw(x), size=(299, 299), mode="bilinear", align_corners=False)
         want = model(resized).numpy()
-    assert _rel_err(inception.features(params, x, "stylekd"), want) <= 1e-4
+    assert rel_err(inception.features(params, x, "stylekd"), want) <= 1e-4
 
 
 @pytest.mark.parametrize("size", [(7, 9), (320, 301)])
@@ -131,7 +128,7 @@ def test_nvlabs_torchscript_converts_to_same_params(tmp_path):
     scripted = torch.jit.load(str(tmp_path / inception.NVLABS_FILE))
     with torch.no_grad():
         want = model(scripted(_nchw(u8))).numpy()
-    assert _rel_err(inception.features(from_ts, img, "nvlabs"), want) <= 1e-4
+    assert rel_err(inception.features(from_ts, img, "nvlabs"), want) <= 1e-4
 
 
 def test_missing_weights_is_a_clear_error(tmp_path):

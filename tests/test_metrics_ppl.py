@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from stylekd_jax.metrics import path_length, percentile_filter_mean
+from tests.conftest import set_noise_strength
 
 EPS = 1e-4
 
@@ -94,10 +95,7 @@ def tiny_generator(seed=0, noise_strength=0.2):
     cfg = GeneratorConfig.teacher(16, channel_base=256, channel_max=16, z_dim=16, w_dim=16,
                                   mapping_features=(16, 16))
     variables = jax.tree_util.tree_map(np.asarray, init_generator(cfg, jax.random.PRNGKey(seed)))
-    for block in variables["params"]["synthesis"].values():
-        for layer in block.values():
-            if isinstance(layer, dict) and "noise_strength" in layer:
-                layer["noise_strength"] = np.float32(noise_strength)
+    set_noise_strength(variables, noise_strength)
     return Generator(cfg), variables
 
 

@@ -10,6 +10,7 @@ import pytest
 from stylekd_jax.metrics import consistency, project
 from stylekd_jax.metrics.projection import noise_maps, random_noise, synthesize_with_noise
 from tests.test_metrics_ppl import tiny_generator
+from tests.conftest import set_noise_strength
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +62,7 @@ def test_lbfgs_recovers_a_target_of_the_same_generator():
     cfg = GeneratorConfig.teacher(8, channel_base=128, channel_max=8, z_dim=8, w_dim=8,
                                   mapping_features=(8, 8))
     v = jax.tree_util.tree_map(np.asarray, init_generator(cfg, jax.random.PRNGKey(0)))
-    for block in v["params"]["synthesis"].values():
-        for layer in block.values():
-            if isinstance(layer, dict) and "noise_strength" in layer:
-                layer["noise_strength"] = np.float32(0.2)
+    set_noise_strength(v, 0.2)
     G, key = Generator(cfg), jax.random.PRNGKey(7)
     ws = G.apply(v, jax.random.normal(jax.random.PRNGKey(5), (1, 8)), method="map")
     ws = ws + 0.3 * jax.random.normal(jax.random.PRNGKey(6), ws.shape)       # off the mean
