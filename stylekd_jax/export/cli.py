@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from stylekd_jax import checkpoint
 from stylekd_jax.cli import ArgumentParser, positive_int
 from stylekd_jax.export.signature import (DTYPES, LAYOUTS, SIGNATURES, ExportError, Signature,
                                           compare, example_inputs, export_fn, input_specs,
@@ -50,9 +51,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def _size(path: str) -> int:
-    if os.path.isdir(path):
-        return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
-    return os.path.getsize(path)
+    return checkpoint.folder_bytes(path) if os.path.isdir(path) else os.path.getsize(path)
 
 
 def _mb(n: int) -> str:
