@@ -233,7 +233,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     if c.eval.every_steps < 0:
         fail("eval.every_steps", f"must be >= 0, got {c.eval.every_steps}")
     if c.eval.metrics:
-        from stylekd_jax.evaluate import parse_metrics
+        from stylekd_jax.metrics.names import parse_metrics
         try:
             names = parse_metrics(c.eval.metrics)
         except Exception as e:   # argparse's type error

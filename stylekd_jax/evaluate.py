@@ -30,7 +30,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import sys
 import time
 from typing import Callable
@@ -41,6 +40,7 @@ import numpy as np
 from stylekd_jax import checkpoint, cli, input_pipeline
 from stylekd_jax.cli import positive_int
 from stylekd_jax.lpips import load_params as load_lpips_params, lpips_fn
+from stylekd_jax.metrics.names import parse_metrics, sample_count
 from stylekd_jax.metrics.projection import OPTIMIZERS
 from stylekd_jax.networks import make_generator
 
@@ -58,21 +58,6 @@ def progress_printer(name: str) -> Callable[[int, int], None]:
         print(f"\r{name}: {done}/{total} ({elapsed:.0f} s, ETA {eta:.0f} s)", end=end, flush=True,
               file=sys.stderr)
     return report
-
-
-def parse_metrics(text: str) -> list[str]:
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    for name in names:
-        if not re.fullmatch(r"(fid|kid|fdvgg)\d+k?|ppl_w(end|full)(_stylekd)?|psnr|consistency", name):
-            raise argparse.ArgumentTypeError(
-                f"unknown metric {name!r}: use fid50k, kid50k, fdvgg2k, ppl_wend, ppl_wfull, "
-                f"ppl_wend_stylekd, psnr, consistency (see --help)")
-    return names
-
-
-def sample_count(name: str) -> int:
-    digits = re.search(r"\d+k?", name).group()
-    return int(digits[:-1]) * 1000 if digits.endswith("k") else int(digits)
 
 
 # ---------------------------------------------------------------------------------------
@@ -138,7 +123,8 @@ def _need_data(args, what: str) -> None:
 
 
 def fid_and_kid(names, G, g_vars, args) -> dict:
-    from stylekd_jax.inception import features, load_params
+    from stylekd_jax.convert.inception import load_params
+    from stylekd_jax.inception import features
     from stylekd_jax.metrics import FeatureStats, frechet_distance, kid
     _need_data(args, "FID/KID")
     if not args.inception:

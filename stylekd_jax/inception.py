@@ -12,7 +12,7 @@ Mixed_7c.
 
 No weights ship with any package and nothing may be downloaded at run time: convert a
 user-supplied file once (`python tools/convert_torch_weights.py FILE OUTDIR`, torch-free) and
-pass OUTDIR (or the file itself) to `load_params`.
+pass OUTDIR (or the file itself) to `convert.inception.load_params`.
 
 The two protocols (`features(..., protocol=)`), which give different FIDs:
 * 'stylekd' (pytorch-fid with `normalize_input=False`, as StyleKD / rosinality's fid.py call
@@ -30,7 +30,6 @@ The two protocols (`features(..., protocol=)`), which give different FIDs:
 
 from __future__ import annotations
 
-import os
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -38,8 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["InceptionV3FID", "features", "load_params", "preprocess", "InceptionWeightsNotFound",
-           "FEATURE_DIM", "INPUT_SIZE", "PYTORCH_FID_FILE", "NVLABS_FILE"]
+__all__ = ["InceptionV3FID", "features", "preprocess", "read_params_npz", "save_params",
+           "InceptionWeightsNotFound", "FEATURE_DIM", "INPUT_SIZE", "PYTORCH_FID_FILE", "NVLABS_FILE"]
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
@@ -322,7 +321,7 @@ def save_params(path: str, params: dict) -> None:
         np.savez(f, **flat)
 
 
-def _read_npz(path: str) -> dict:
+def read_params_npz(path: str) -> dict:
     params: dict = {}
     with np.load(path, allow_pickle=False) as data:
         for key in data.files:
@@ -347,22 +346,3 @@ def check_params(params: dict, what: str) -> dict:
         raise ValueError(f"{what} does not hold FID Inception-v3 weights: "
                          + "; ".join([f"missing {k}" for k in missing[:3]] + wrong[:3]))
     return params
-
-
-def load_params(path: str | os.PathLike) -> dict:
-    """FID Inception params from a converted directory (holding inception.npz), an .npz, or
-    directly a pytorch-fid `.pth` / NVlabs TorchScript `.pt` (converted on the fly, torch-free)."""
-    name = os.fspath(path)
-    if not os.path.exists(name):
-        raise InceptionWeightsNotFound(f"FID Inception weights not found: {name}; {WHERE_TO_GET}")
-    if os.path.isdir(name):
-        npz = os.path.join(name, WEIGHTS_FILE)
-        if not os.path.isfile(npz):
-            raise InceptionWeightsNotFound(
-                f"{name} holds no {WEIGHTS_FILE} (not a converted Inception directory); "
-                f"{WHERE_TO_GET}")
-        name = npz
-    if name.endswith(".npz"):
-        return check_params(_read_npz(name), name)
-    from stylekd_jax.convert.inception import convert_file
-    return convert_file(name).params

@@ -21,6 +21,7 @@ from PIL import Image
 from stylekd_jax import charts, checkpoint, run_log
 from stylekd_jax.architecture import generator_macs
 from stylekd_jax.networks.generator import num_params
+from stylekd_jax.sharding import device_description
 
 REPORT_FILE = "report.md"
 ASSETS_DIR = "report"
@@ -111,7 +112,6 @@ def _save_curves(scalars: dict, out_prefix: str) -> list[str]:
 
 
 def machine_description() -> str:
-    from stylekd_jax.benchmarks.common import device_description
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:

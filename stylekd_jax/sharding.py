@@ -21,6 +21,12 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 MIN_SHARDED_SIZE = 2 ** 18
 
 
+def device_description() -> str:
+    """e.g. '8 x TPU v5 lite (tpu), jax 0.10.2', for logs, reports and benchmarks."""
+    d = jax.devices()[0]
+    return f"{len(jax.devices())} x {d.device_kind} ({d.platform}), jax {jax.__version__}"
+
+
 def make_mesh(data: int = -1, model: int = 1) -> Mesh:
     """A ('data', 'model') mesh over all devices (data=-1), or over the first data x model."""
     n = jax.device_count()

@@ -54,7 +54,7 @@ def converted_dir(model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def params(converted_dir):
-    return inception.load_params(converted_dir)
+    return convert.load_params(converted_dir)
 
 
 def test_tool_writes_npz_and_architecture(converted_dir, capsys):
@@ -118,8 +118,8 @@ def test_nvlabs_torchscript_converts_to_same_params(tmp_path):
     ref.write_pytorch_fid_pth(model, tmp_path / "fid.pth", legacy=True)
     ref.write_nvlabs_style_torchscript(model, tmp_path / inception.NVLABS_FILE)
     assert convert_torch_weights.main([str(tmp_path / inception.NVLABS_FILE), str(tmp_path / "nv")]) == 0
-    from_ts = inception.load_params(tmp_path / "nv")
-    from_pth = inception.load_params(tmp_path / "fid.pth")   # legacy torch.save, on the fly
+    from_ts = convert.load_params(tmp_path / "nv")
+    from_pth = convert.load_params(tmp_path / "fid.pth")   # legacy torch.save, on the fly
     for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(from_ts)[0],
                             jax.tree_util.tree_leaves(from_pth)):
         np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))
@@ -133,26 +133,26 @@ def test_nvlabs_torchscript_converts_to_same_params(tmp_path):
 
 def test_missing_weights_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
-        inception.load_params(tmp_path / "nowhere" / inception.PYTORCH_FID_FILE)
+        convert.load_params(tmp_path / "nowhere" / inception.PYTORCH_FID_FILE)
     message = str(info.value)
     for part in ("nowhere", inception.PYTORCH_FID_FILE, inception.NVLABS_FILE, "github.com/mseitzer",
                  "convert_torch_weights.py"):
         assert part in message
     with pytest.raises(FileNotFoundError, match="holds no inception.npz"):
-        inception.load_params(tmp_path)
+        convert.load_params(tmp_path)
 
 
 def test_non_inception_files_are_clear_errors(tmp_path, capsys):
     torch.save({"synthesis.b4.const": torch.zeros(4, 4, 4)}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="not an FID Inception-v3 weights file"):
-        inception.load_params(tmp_path / "other.pth")
+        convert.load_params(tmp_path / "other.pth")
     assert not convert.looks_like_inception(tmp_path / "other.pth")  # the tool keeps the StyleGAN path
 
     sd = ref.random_model(seed=0).state_dict()
     del sd["Mixed_6c.branch7x7_2.conv.weight"]
     torch.save(sd, tmp_path / "broken.pth")
     with pytest.raises(CheckpointError, match="missing 'Mixed_6c.branch7x7_2.conv.weight'"):
-        inception.load_params(tmp_path / "broken.pth")
+        convert.load_params(tmp_path / "broken.pth")
 
     class Tiny(torch.nn.Module):
         def __init__(self):
@@ -164,12 +164,12 @@ def test_non_inception_files_are_clear_errors(tmp_path, capsys):
 
     torch.jit.script(Tiny()).save(str(tmp_path / "tiny.pt"))
     with pytest.raises(CheckpointError, match=r"module layers\.conv not found.*" + inception.PYTORCH_FID_FILE):
-        inception.load_params(tmp_path / "tiny.pt")
+        convert.load_params(tmp_path / "tiny.pt")
 
     (tmp_path / "junk.npz").write_bytes(b"")
     np.savez(tmp_path / "junk.npz", a=np.zeros(3))
     with pytest.raises(ValueError, match="does not hold FID Inception-v3 weights"):
-        inception.load_params(tmp_path / "junk.npz")
+        convert.load_params(tmp_path / "junk.npz")
 
     with pytest.raises(ValueError, match="at least 75x75"):
         inception.InceptionV3FID().init(jax.random.PRNGKey(0), np.zeros((1, 64, 64, 3), np.float32))

@@ -7,7 +7,7 @@ import pytest
 from stylekd_jax.networks.layers import conv2d_up2
 from stylekd_jax.networks.synthesis import modulated_conv2d
 from stylekd_jax.ops.bias_act import bias_act
-from stylekd_jax.ops.upfirdn2d import downsample2d, upfirdn2d, upsample2d
+from stylekd_jax.ops.upfirdn2d import downsample2d, filters_as_depthwise_conv, upfirdn2d, upsample2d
 
 
 def numpy_upfirdn2d(x, f, up=1, down=1, pad=(0, 0, 0, 0), gain=1.0):
@@ -47,10 +47,16 @@ def rng():
 
 @pytest.mark.parametrize("up,down,pad,gain", [(1, 1, (1, 2, 0, -1), 1.0), (2, 1, (2, 1, 2, 1), 4.0),
                                               (1, 2, (1, 1, 1, 1), 1.0), (2, 2, (3, 0, 1, 2), 2.0)])
-def test_upfirdn2d_matches_definition(rng, up, down, pad, gain):
+@pytest.mark.parametrize("as_conv", [False, True], ids=["slices", "depthwise_conv"])
+def test_upfirdn2d_matches_definition(rng, up, down, pad, gain, as_conv):
+    """Both forms: XLA's (shifted slices) and the exporters' (one depthwise convolution)."""
     x = rng.standard_normal((2, 5, 6, 3)).astype(np.float32)
     taps = rng.standard_normal(4).astype(np.float32)  # asymmetric: checks the flip
-    got = upfirdn2d(jnp.asarray(x), taps, up=up, down=down, padding=pad, gain=gain)
+    if as_conv:
+        with filters_as_depthwise_conv():
+            got = upfirdn2d(jnp.asarray(x), taps, up=up, down=down, padding=pad, gain=gain)
+    else:
+        got = upfirdn2d(jnp.asarray(x), taps, up=up, down=down, padding=pad, gain=gain)
     expected = numpy_upfirdn2d(x, np.outer(taps, taps), up, down, pad, gain)
     np.testing.assert_allclose(np.asarray(got), expected, atol=1e-5)
 

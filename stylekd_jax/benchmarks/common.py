@@ -27,7 +27,3 @@ def measured_peak_flops(dtype=jnp.float32) -> float:
         best = max(best, 2.0 * n ** 3 / seconds)
     return best
 
-
-def device_description() -> str:
-    d = jax.devices()[0]
-    return f"{len(jax.devices())} x {d.device_kind} ({d.platform}), jax {jax.__version__}"

@@ -24,7 +24,8 @@ import numpy as np
 
 from stylekd_jax import checkpoint, sharding
 from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig, discriminator_macs, generator_macs
-from stylekd_jax.benchmarks.common import device_description, measured_peak_flops
+from stylekd_jax.benchmarks.common import measured_peak_flops
+from stylekd_jax.sharding import device_description
 from stylekd_jax.config import base_config
 from stylekd_jax.networks.generator import init_generator
 from stylekd_jax.train import build, init_state, jit_train_step, lazy_phases

@@ -23,7 +23,8 @@ import numpy as np
 
 from stylekd_jax.architecture import (GeneratorConfig, StyleGAN3Config, count_params,
                                       generator_macs, sequence_str)
-from stylekd_jax.benchmarks.common import device_description, measured_peak_flops, time_call
+from stylekd_jax.benchmarks.common import measured_peak_flops, time_call
+from stylekd_jax.sharding import device_description
 from stylekd_jax.networks import make_generator
 from stylekd_jax.networks.generator import init_generator
 from stylekd_jax.student import student_config

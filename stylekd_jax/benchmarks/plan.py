@@ -234,7 +234,7 @@ def main(argv=None) -> None:
     meshes = parse_meshes(args.meshes)
     batches = [int(b) for b in args.batches.split(",")]
     _ensure_devices(max(d * m for d, m in meshes), argv)
-    from stylekd_jax.benchmarks.common import device_description
+    from stylekd_jax.sharding import device_description
     print(f"devices: {device_description()} (compile only)", flush=True)
     start = time.perf_counter()
     results = []

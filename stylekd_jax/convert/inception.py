@@ -29,13 +29,15 @@ import zipfile
 
 import numpy as np
 
+from stylekd_jax import architecture
 from stylekd_jax.convert import torch_files
 from stylekd_jax.convert.torch_files import CheckpointError, load_torch_file
-from stylekd_jax.inception import (NVLABS_FILE, PYTORCH_FID_FILE, WEIGHTS_FILE, WHERE_TO_GET,
-                                   check_params, save_params)
+from stylekd_jax.inception import (FEATURE_DIM, INPUT_SIZE, NVLABS_FILE, PYTORCH_FID_FILE,
+                                   WEIGHTS_FILE, WHERE_TO_GET, InceptionWeightsNotFound, check_params,
+                                   param_shapes, read_params_npz, save_params)
 
-__all__ = ["ConvertedInception", "convert_file", "looks_like_inception", "from_state_dict",
-           "from_torchscript", "read_torchscript", "save", "TF_TO_PYTORCH_FID"]
+__all__ = ["ConvertedInception", "convert_file", "load_params", "looks_like_inception",
+           "from_state_dict", "from_torchscript", "read_torchscript", "save", "TF_TO_PYTORCH_FID"]
 
 _MARKER = "Mixed_7c.branch_pool.conv.weight"   # a key only the FID Inception state dict has
 _USE_PTH = (f"convert pytorch-fid's {PYTORCH_FID_FILE} instead (same network and weights)")
@@ -80,7 +82,6 @@ def _basic_conv(weight, scale, bias, mean, var) -> dict:
 
 def from_state_dict(sd: dict, what: str = "the file") -> dict:
     """pytorch-fid state dict -> InceptionV3FID params (shape-checked)."""
-    from stylekd_jax.inception import param_shapes
     params: dict = {}
     try:
         for name in _conv_names(param_shapes()):
@@ -303,7 +304,6 @@ def convert_file(path: str) -> ConvertedInception:
     """Read a pytorch-fid `.pth` or NVlabs TorchScript `.pt` (detected from the content)."""
     name = os.fspath(path)
     if not os.path.exists(name):
-        from stylekd_jax.inception import InceptionWeightsNotFound
         raise InceptionWeightsNotFound(f"FID Inception weights not found: {name}; {WHERE_TO_GET}")
     names = _zip_names(name)
     if names is not None and _is_torchscript(names):
@@ -327,8 +327,6 @@ def convert_file(path: str) -> ConvertedInception:
 
 def save(outdir: str, converted: ConvertedInception, source: str, overwrite: bool = False) -> str:
     """Write OUTDIR/inception.npz and OUTDIR/architecture.json; returns the npz path."""
-    from stylekd_jax import architecture
-    from stylekd_jax.inception import FEATURE_DIM, INPUT_SIZE
     outdir = os.path.abspath(outdir)
     npz = os.path.join(outdir, WEIGHTS_FILE)
     if os.path.exists(npz) and not overwrite:
@@ -345,3 +343,21 @@ def save(outdir: str, converted: ConvertedInception, source: str, overwrite: boo
     with open(os.path.join(outdir, "architecture.json"), "w") as f:
         f.write(text + "\n")
     return npz
+
+
+def load_params(path: str | os.PathLike) -> dict:
+    """FID Inception params from a converted directory (holding inception.npz), an .npz, or
+    directly a pytorch-fid `.pth` / NVlabs TorchScript `.pt` (converted on the fly, torch-free)."""
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise InceptionWeightsNotFound(f"FID Inception weights not found: {name}; {WHERE_TO_GET}")
+    if os.path.isdir(name):
+        npz = os.path.join(name, WEIGHTS_FILE)
+        if not os.path.isfile(npz):
+            raise InceptionWeightsNotFound(
+                f"{name} holds no {WEIGHTS_FILE} (not a converted Inception directory); "
+                f"{WHERE_TO_GET}")
+        name = npz
+    if name.endswith(".npz"):
+        return check_params(read_params_npz(name), name)
+    return convert_file(name).params

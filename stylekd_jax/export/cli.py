@@ -19,9 +19,9 @@ import numpy as np
 
 from stylekd_jax import checkpoint
 from stylekd_jax.cli import ArgumentParser, positive_int
-from stylekd_jax.export.signature import (DTYPES, LAYOUTS, SIGNATURES, ExportError, Signature,
-                                          compare, example_inputs, export_fn, input_specs,
-                                          reference_images)
+from stylekd_jax.export.signature import (DTYPES, LAYOUTS, NOISES, SIGNATURES, ExportError,
+                                          Signature, compare, example_inputs, export_fn,
+                                          input_specs, noise_layers, reference_images)
 from stylekd_jax.generate import parse_seeds
 from stylekd_jax.outputs import OutputPathError, writable_dir
 
@@ -146,6 +146,9 @@ def main(argv=None) -> int:
     parser.add_argument("--trunc", default="1", help="truncation psi baked into a z export (default 1: "
                         "none), or 'input' to make psi a scalar input")
     parser.add_argument("--trunc-cutoff", type=int, default=None, help="truncate only the first N ws")
+    parser.add_argument("--noise", default="const",
+                        help="StyleGAN2 noise: const (the checkpoint's maps, baked in; default) or input "
+                             "(one [N, res, res] input per layer, noise_b4_conv1, noise_b8_conv0, ...)")
     parser.add_argument("--layout", default="nhwc", help="image layout: nhwc or nchw")
     parser.add_argument("--dtype", default="float", help="image type: float (raw, about [-1, 1]) or uint8")
     parser.add_argument("--precision", default=None,
@@ -169,6 +172,7 @@ def _run(args) -> int:
     signature = _parse_list(args.signature, SIGNATURES, "signature")[0]
     layout = _parse_list(args.layout, LAYOUTS, "layout")[0]
     dtype = _parse_list(args.dtype, DTYPES, "dtype")[0]
+    noise = _parse_list(args.noise, NOISES, "noise")[0]
     precisions = {}
     if args.precision is not None:
         wanted = _parse_list(args.precision, PRECISIONS, "precision")
@@ -204,7 +208,9 @@ def _run(args) -> int:
         raise ExportError(str(e.args[0]) if e.args else str(e)) from None
     if args.trunc_cutoff is not None and not 0 <= args.trunc_cutoff <= cfg.num_ws:
         raise ExportError(f"--trunc-cutoff must be in [0, {cfg.num_ws}], got {args.trunc_cutoff}")
-    sig = Signature(signature, psi, args.trunc_cutoff, layout, dtype)
+    sig = Signature(signature, psi, args.trunc_cutoff, layout, dtype, noise)
+    if sig.noise == "input":
+        noise_layers(cfg)     # a StyleGAN3 generator has none: one line, before any work
     family = getattr(cfg, "family", "stylegan2")
     print(f"{family} {cfg.resolution}px generator from {args.checkpoint}: {sig.describe()}")
     start = time.perf_counter()

@@ -1,7 +1,8 @@
 """ONNX export with jax2onnx, checked in ONNX Runtime.
 
-The graph goes through `portable` first (see there); the batch dimension stays symbolic
-('batch'), so one file serves any batch size. Weights are initializers (float32).
+The graph goes through `portable` first (see there), its FIR filters traced as depthwise
+convolutions (`for_op_by_op_runtime`); the batch dimension stays symbolic ('batch'), so one
+file serves any batch size. Weights are initializers (float32).
 """
 
 import contextlib
@@ -12,6 +13,7 @@ import os
 import numpy as np
 
 from stylekd_jax.export.portable import portable
+from stylekd_jax.export.signature import for_op_by_op_runtime
 
 OPSET = 21
 
@@ -26,8 +28,8 @@ def export(fn, specs, path: str) -> str:
     shapes = [tuple("batch" if d is None else d for d in s.shape) for s in specs]
     with contextlib.redirect_stderr(io.StringIO()):
         from jax2onnx import to_onnx
-        model = to_onnx(portable(fn), shapes, model_name="stylegan_generator", opset=OPSET,
-                        input_names=[s.name for s in specs], output_names=["image"])
+        model = to_onnx(portable(for_op_by_op_runtime(fn)), shapes, model_name="stylegan_generator",
+                        opset=OPSET, input_names=[s.name for s in specs], output_names=["image"])
     onnx.save(model, path)
     return path
 

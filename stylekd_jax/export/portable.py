@@ -13,6 +13,9 @@ equation by equation, replacing
     stack(xs, axis)        ->  concatenate of expand_dims
 
 and inlining nested jaxprs (jit, custom_jvp / custom_vjp: inference needs only the primal).
+One rewrite is for speed: leaky ReLU, `where(x >= 0, x, alpha * x)`, becomes
+`max(x, alpha * x)` (equal for 0 < alpha < 1, -0.0 included). ONNX Runtime's `Where` is
+slow; it took 23% of a 256px student's time, `Max` 2%.
 Everything else is re-bound as it was, so the rewritten function computes the same numbers.
 """
 
@@ -48,7 +51,45 @@ def _concat_pad(x, value, config):
     return x
 
 
-def _eval(jaxpr, consts, *args):
+_SELECTIONS = ("select_n", "jax.numpy.where")
+
+
+def _is_literal(v, value) -> bool:
+    return isinstance(v, jcore.Literal) and v.val == value
+
+
+class _LeakyRelu:
+    """Recognises `where(x >= 0, x, alpha * x)` across inlined jits, by traced value."""
+
+    def __init__(self):
+        self.tested = {}    # id(x >= 0) -> (x, x >= 0), the value kept so its id stays unique
+        self.scaled = {}    # id(alpha * x) -> (x, alpha * x), 0 < alpha < 1
+
+    def record(self, eqn, ins, outs):
+        if eqn.primitive.name == "ge" and _is_literal(eqn.invars[1], 0):
+            self.tested[id(outs[0])] = (ins[0], outs[0])
+        elif eqn.primitive.name == "mul" and isinstance(eqn.invars[1], jcore.Literal) \
+                and 0 < float(eqn.invars[1].val) < 1:
+            self.scaled[id(outs[0])] = (ins[0], outs[0])
+
+    def max_form(self, name: str, ins):
+        """max(x, alpha * x) if the selection `name(*ins)` is a leaky ReLU, else None.
+
+        `select_n(pred, if_false, if_true)` is jax's; jax2onnx traces `jnp.where` as its own
+        primitive `jax.numpy.where(pred, if_true, if_false)`.
+        """
+        if len(ins) != 3:
+            return None
+        pred, negative, positive = ins if name == "select_n" else (ins[0], ins[2], ins[1])
+        tested, scaled = self.tested.get(id(pred)), self.scaled.get(id(negative))
+        if tested and scaled and tested[1] is pred and scaled[1] is negative \
+                and tested[0] is positive and scaled[0] is positive:
+            return jax.lax.max(positive, negative)
+        return None
+
+
+def _eval(jaxpr, consts, *args, lrelu=None):
+    lrelu = lrelu or _LeakyRelu()
     env = {}
 
     def read(v):
@@ -66,12 +107,15 @@ def _eval(jaxpr, consts, *args):
             outs = [jax.lax.concatenate([jax.lax.expand_dims(x, (axis,)) for x in ins], axis)]
         elif name in _INLINED:
             inner = params.get("jaxpr") or params.get("call_jaxpr") or params.get("fun_jaxpr")
-            outs = (_eval(inner.jaxpr, inner.consts, *ins) if hasattr(inner, "jaxpr")
-                    else _eval(inner, (), *ins))
+            outs = (_eval(inner.jaxpr, inner.consts, *ins, lrelu=lrelu) if hasattr(inner, "jaxpr")
+                    else _eval(inner, (), *ins, lrelu=lrelu))
+        elif name in _SELECTIONS and (maximum := lrelu.max_form(name, ins)) is not None:
+            outs = [maximum]
         else:
             outs = eqn.primitive.bind(*ins, **params)
             if not eqn.primitive.multiple_results:
                 outs = [outs]
+            lrelu.record(eqn, ins, outs)
         env.update(zip(eqn.outvars, outs))
     return [read(v) for v in jaxpr.outvars]
 

@@ -6,8 +6,11 @@ An export is a pure function of its inputs with the weights baked in as constant
     signature 'ws':  ws [N, num_ws, w_dim] -> image
 
 StyleGAN2 noise is the checkpoint's constant noise ('const' noise mode), so an exported
-model is deterministic. The image is NHWC or NCHW, either the raw float output (about
-[-1, 1]) or uint8 rounded as NVlabs does, `floor(clip(x * 127.5 + 128, 0, 255))`.
+model is deterministic; with `noise='input'` a StyleGAN2 export takes one more input per
+noise-carrying layer instead, in synthesis order `noise_b4_conv1, noise_b8_conv0,
+noise_b8_conv1, ...`, each [N, res, res] (N(0, 1) draws are NVlabs' noise_mode='random').
+The image is NHWC or NCHW, either the raw float output (about [-1, 1]) or uint8 rounded as
+NVlabs does, `floor(clip(x * 127.5 + 128, 0, 255))`.
 
 Verification compares an export's output with the JAX generator called the usual way
 (`Generator.apply(variables, z, psi, cutoff, 'const')`), on z of fixed seeds (seed s gives
@@ -23,10 +26,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stylekd_jax.architecture import GeneratorConfig
 from stylekd_jax.networks import make_generator
 from stylekd_jax.networks.mapping import truncate
+from stylekd_jax.ops.upfirdn2d import filters_as_depthwise_conv
 
 SIGNATURES = ("z", "ws")
+NOISES = ("const", "input")
 LAYOUTS = ("nhwc", "nchw")
 DTYPES = ("float", "uint8")
 FLOAT32_TOLERANCE = 1e-4        # of the output scale
@@ -46,11 +52,13 @@ class Signature:
     truncation_cutoff: int | None = None
     layout: str = "nhwc"
     dtype: str = "float"                    # 'float' or 'uint8'
+    noise: str = "const"                    # 'const' (baked) or 'input' (StyleGAN2)
 
     def describe(self) -> str:
         psi = "psi input" if self.truncation_psi is None else f"psi {self.truncation_psi:g} baked"
         head = f"z -> image ({psi})" if self.inputs == "z" else "ws -> image"
-        return f"{head}, {self.layout.upper()} {self.dtype}"
+        noise = ", noise inputs" if self.noise == "input" else ""
+        return f"{head}{noise}, {self.layout.upper()} {self.dtype}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,13 +68,35 @@ class InputSpec:
     dtype: str = "float32"
 
 
+def noise_layers(cfg) -> list[tuple[int, str]]:
+    """StyleGAN2's noise-carrying layers in synthesis order: (resolution, 'conv0' | 'conv1')."""
+    if not isinstance(cfg, GeneratorConfig):
+        raise ExportError("noise inputs are StyleGAN2's; a StyleGAN3 generator has no noise")
+    layers, res = [(4, "conv1")], 8
+    while res <= cfg.resolution:
+        layers += [(res, "conv0"), (res, "conv1")]
+        res *= 2
+    return layers
+
+
 def input_specs(cfg, sig: Signature) -> list[InputSpec]:
     if sig.inputs == "ws":
-        return [InputSpec("ws", (None, cfg.num_ws, cfg.w_dim))]
-    specs = [InputSpec("z", (None, cfg.z_dim))]
-    if sig.truncation_psi is None:
-        specs.append(InputSpec("psi", ()))
+        specs = [InputSpec("ws", (None, cfg.num_ws, cfg.w_dim))]
+    else:
+        specs = [InputSpec("z", (None, cfg.z_dim))]
+        if sig.truncation_psi is None:
+            specs.append(InputSpec("psi", ()))
+    if sig.noise == "input":
+        specs += [InputSpec(f"noise_b{res}_{conv}", (None, res, res)) for res, conv in noise_layers(cfg)]
     return specs
+
+
+def with_noise(cfg, variables, noises):
+    """`variables` with each layer's constant noise map replaced by a batch of maps [N, H, W]."""
+    synthesis = {block: dict(layers) for block, layers in variables["buffers"]["synthesis"].items()}
+    for (res, conv), noise in zip(noise_layers(cfg), noises, strict=True):
+        synthesis[f"b{res}"][conv] = {**synthesis[f"b{res}"][conv], "noise_const": noise}
+    return {**variables, "buffers": {**variables["buffers"], "synthesis": synthesis}}
 
 
 def _finish(img: jax.Array, sig: Signature) -> jax.Array:
@@ -82,27 +112,44 @@ def export_fn(cfg, variables, sig: Signature):
     model = make_generator(cfg)
     variables = jax.tree_util.tree_map(np.asarray, variables)
 
-    def synthesize(ws):
-        return _finish(model.apply(variables, ws, "const", method="synthesize"), sig)
+    def synthesize(ws, noises):
+        v = with_noise(cfg, variables, noises) if sig.noise == "input" else variables
+        return _finish(model.apply(v, ws, "const", method="synthesize"), sig)
 
     if sig.inputs == "ws":
-        return synthesize
+        return lambda ws, *noises: synthesize(ws, noises)
     if sig.truncation_psi is None:
         w_avg = variables["buffers"]["mapping"]["w_avg"]
 
-        def z_psi_to_image(z, psi):
+        def z_psi_to_image(z, psi, *noises):
             ws = model.apply(variables, z, method="map")
-            return synthesize(truncate(ws, w_avg, psi, sig.truncation_cutoff))
+            return synthesize(truncate(ws, w_avg, psi, sig.truncation_cutoff), noises)
         return z_psi_to_image
 
-    def z_to_image(z):
+    def z_to_image(z, *noises):
         return synthesize(model.apply(variables, z, sig.truncation_psi, sig.truncation_cutoff,
-                                      method="map"))
+                                      method="map"), noises)
     return z_to_image
+
+
+def for_op_by_op_runtime(fn):
+    """`fn` traced with its FIR filters as depthwise convolutions: what ONNX Runtime and TFLite,
+    which run a graph op by op, run fastest (see `ops.upfirdn2d.filters_as_depthwise_conv`)."""
+    def traced(*args):
+        with filters_as_depthwise_conv():
+            return fn(*args)
+    return traced
 
 
 def seed_latents(seeds, z_dim: int) -> np.ndarray:
     return np.concatenate([np.random.RandomState(s).randn(1, z_dim) for s in seeds]).astype(np.float32)
+
+
+def seed_noise(seeds, cfg) -> list[np.ndarray]:
+    """Noise maps for the seeds, one [N, res, res] array per layer (layer i of seed s drawn
+    from `default_rng([s, i])`)."""
+    return [np.stack([np.random.default_rng([s, i]).standard_normal((res, res), np.float32)
+                      for s in seeds]) for i, (res, _) in enumerate(noise_layers(cfg))]
 
 
 def example_inputs(cfg, variables, sig: Signature, seeds) -> list[np.ndarray]:
@@ -110,10 +157,12 @@ def example_inputs(cfg, variables, sig: Signature, seeds) -> list[np.ndarray]:
     z = seed_latents(seeds, cfg.z_dim)
     if sig.inputs == "ws":
         model = make_generator(cfg)
-        return [np.asarray(jax.jit(lambda v, z: model.apply(v, z, method="map"))(variables, z))]
-    if sig.truncation_psi is None:
-        return [z, np.float32(EXAMPLE_PSI)]
-    return [z]
+        inputs = [np.asarray(jax.jit(lambda v, z: model.apply(v, z, method="map"))(variables, z))]
+    elif sig.truncation_psi is None:
+        inputs = [z, np.float32(EXAMPLE_PSI)]
+    else:
+        inputs = [z]
+    return inputs + (seed_noise(seeds, cfg) if sig.noise == "input" else [])
 
 
 def reference_images(cfg, variables, sig: Signature, seeds) -> np.ndarray:
@@ -122,6 +171,8 @@ def reference_images(cfg, variables, sig: Signature, seeds) -> np.ndarray:
     model = make_generator(cfg)
     z = seed_latents(seeds, cfg.z_dim)
     psi = EXAMPLE_PSI if sig.truncation_psi is None else sig.truncation_psi
+    if sig.noise == "input":
+        variables = with_noise(cfg, variables, seed_noise(seeds, cfg))
     if sig.inputs == "ws":
         ws = example_inputs(cfg, variables, sig, seeds)[0]
         img = jax.jit(lambda v, ws: model.apply(v, ws, "const", method="synthesize"))(variables, ws)

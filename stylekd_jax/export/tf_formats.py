@@ -8,12 +8,17 @@ TFLite: the TFLite converter lowers that op to builtin ops, which needs static s
 TFLite file has a fixed batch size (`--batch`, default 1). Precisions: float32; float16
 (weights stored as float16, computed in float32 on CPU); int8 (dynamic-range quantisation:
 int8 weights, activations quantised on the fly). XNNPACK runs it on CPU.
+
+TFLite runs a graph op by op, so its files trace the generator with the FIR filters as
+depthwise convolutions (`for_op_by_op_runtime`); the SavedModel keeps the XLA form.
 """
 
 import os
 import warnings
 
 import numpy as np
+
+from stylekd_jax.export.signature import for_op_by_op_runtime
 
 PRECISIONS = ("float32", "float16", "int8")
 
@@ -56,7 +61,7 @@ def run_savedmodel(path: str, specs, inputs: list[np.ndarray]) -> np.ndarray:
 
 def export_tflite(fn, specs, path: str, precision: str = "float32", batch: int = 1) -> str:
     tf = _tf()
-    function = _tf_function(fn, specs, batch)
+    function = _tf_function(for_op_by_op_runtime(fn), specs, batch)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()],
                                                                 function)
     if precision in ("float16", "int8"):

@@ -62,7 +62,10 @@ class SynthesisLayer(nn.Module):
 
         x = modulated_conv2d(x.astype(self.dtype), weight, styles, up=self.up).astype(jnp.float32)
         if noise_mode == "const":
-            x = x + (noise_const.value * noise_strength)[None, :, :, None]
+            # The stored map [H, W] is shared by the batch; an export with noise inputs
+            # (`export.signature`) puts one map per image here, [N, H, W].
+            noise = noise_const.value * noise_strength
+            x = x + (noise if noise.ndim == 3 else noise[None])[..., None]
         elif noise_mode == "random":
             noise = jax.random.normal(self.make_rng("noise"), (x.shape[0], self.resolution, self.resolution, 1))
             x = x + noise * noise_strength
