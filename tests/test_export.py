@@ -320,6 +320,25 @@ def test_missing_required_argument_is_one_line(capsys):
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
 
 
+def test_portable_rewrites_leaky_relu_as_max_with_the_same_values():
+    """`where(x >= 0, x, 0.2 x)` becomes `max(x, 0.2 x)` (ONNX Runtime's Where is slow); other
+    selections are left alone."""
+    import jax.numpy as jnp
+    from stylekd_jax.export.portable import portable
+    from stylekd_jax.ops.bias_act import bias_act
+
+    def fn(x, b):
+        return bias_act(x, b, act="lrelu") + jnp.where(x >= 0, 1.0, x)   # the second is no lrelu
+
+    x = np.array([[-3.0, -0.0, 0.0, 2.5], [1e-30, -1e-30, 7.0, -0.5]], np.float32)
+    b = np.zeros(4, np.float32)
+    text = str(jax.make_jaxpr(portable(fn))(x, b))
+    assert text.count(" max ") == 1 and text.count("select_n") == 1
+    got, want = np.asarray(portable(fn)(x, b)), np.asarray(fn(x, b))
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
 def test_jax_reference_is_the_generator(sg2_k1):
     """Sanity of the fixture: the converted checkpoint draws the reference images (else every
     comparison above would compare against the wrong thing)."""
