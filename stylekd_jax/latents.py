@@ -17,21 +17,17 @@ import argparse
 import numpy as np
 
 from stylekd_jax.generate import parse_seeds, seed_latents
+from stylekd_jax.networks.mapping import truncate
 
 DIRECTION_SOURCES = ("sefa",)
-
-
-def truncate(ws: np.ndarray, w_avg: np.ndarray, psi: float) -> np.ndarray:
-    """`w_avg + psi * (ws - w_avg)` on every layer (the mapping's truncation without cutoff)."""
-    w_avg = np.asarray(w_avg, np.float32)
-    return (w_avg + np.float32(psi) * (ws - w_avg)).astype(np.float32)
 
 
 def seed_ws(map_fn, variables, seeds: list[int], z_dim: int, psi: float) -> np.ndarray:
     """Truncated ws [N, num_ws, w_dim] of the seeds; `map_fn(variables, z)` is the jitted
     mapping without truncation."""
     ws = np.asarray(map_fn(variables, seed_latents(seeds, z_dim)), np.float32)
-    return truncate(ws, variables["buffers"]["mapping"]["w_avg"], psi)
+    w_avg = np.asarray(variables["buffers"]["mapping"]["w_avg"], np.float32)
+    return np.asarray(truncate(ws, w_avg, np.float32(psi)), np.float32)
 
 
 def edit(ws: np.ndarray, direction: np.ndarray, strength: float) -> np.ndarray:

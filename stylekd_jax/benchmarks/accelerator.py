@@ -49,10 +49,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# bf16 dense FLOP/s per chip by device_kind substring (vendor figures, no sparsity).
-SPEC_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "V100": 125e12, "L4": 121e12,
-              "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v4": 275e12,
-              "TPU v6": 918e12}
+from stylekd_jax.benchmarks.common import SPEC_PEAKS
+
 
 
 def spec_peak() -> float | None:

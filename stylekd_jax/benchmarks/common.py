@@ -5,6 +5,11 @@ import time
 import jax
 import jax.numpy as jnp
 
+# bf16 dense FLOP/s per chip by device_kind substring (vendor figures, no sparsity).
+SPEC_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "V100": 125e12, "L4": 121e12,
+              "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v4": 275e12,
+              "TPU v6": 918e12}
+
 
 def time_call(fn, *args, warmup: int = 2, min_seconds: float = 3.0, min_iters: int = 3) -> float:
     """Seconds per call of a jitted `fn(*args)`, after compilation and warm-up."""

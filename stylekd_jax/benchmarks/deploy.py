@@ -28,37 +28,13 @@ import numpy as np
 
 from stylekd_jax.architecture import generator_macs
 from stylekd_jax.benchmarks.generator import MODELS, describe
+from stylekd_jax.benchmarks.setups import random_variables
 from stylekd_jax.export.signature import Signature, export_fn, input_specs
-from stylekd_jax.networks.generator import init_generator
 
 RUNTIMES = ("jax", "onnx", "tflite")
 YNN_DOTS = "--xla_cpu_experimental_ynn_fusion_type=dot"
 TFLITE_PRECISIONS = ("float32", "float16", "int8")
 BATCHES = (1, 8)
-
-
-def random_variables(cfg, seed: int = 0):
-    """Variables of the right shapes without compiling an initialiser (which takes minutes
-    on a busy CPU): N(0, 1) weights, affine biases 1, other biases 0, small noise strengths."""
-    shapes = jax.eval_shape(lambda: init_generator(cfg, jax.random.PRNGKey(0)))
-    rng = np.random.RandomState(seed)
-
-    def fill(path, leaf):
-        names = [str(getattr(k, "key", k)) for k in path]
-        if names[-1] == "bias":
-            value = 1.0 if "affine" in names else 0.0
-            return np.full(leaf.shape, value, np.float32)
-        if names[-1] in ("noise_strength", "w_avg"):
-            return np.full(leaf.shape, 0.1 if names[-1] == "noise_strength" else 0.0, np.float32)
-        if names[-1] in ("magnitude_ema",):
-            return np.ones(leaf.shape, np.float32)
-        if names[-1] in ("up_filter", "down_filter"):
-            f = rng.uniform(0.5, 1.0, leaf.shape).astype(np.float32)
-            return f / f.sum()
-        if names[-1] == "transform":
-            return np.eye(3, dtype=np.float32)
-        return rng.randn(*leaf.shape).astype(np.float32)
-    return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
 def time_calls(fn, min_seconds: float, min_iters: int = 3) -> float:

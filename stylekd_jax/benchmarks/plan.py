@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 
+from stylekd_jax.benchmarks.common import SPEC_PEAKS
+
 XLA_DEVICES_FLAG = "--xla_force_host_platform_device_count"
 
 
@@ -49,12 +51,9 @@ def _ensure_devices(count: int, argv) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "stylekd_jax.benchmarks.plan", *argv], env)
 
 
-# bf16 dense peak FLOP/s per chip (vendor figures, no sparsity) and memory per chip.
-CHIPS = {
-    "TPU v5e": (197e12, 16),
-    "TPU v4": (275e12, 32),
-    "H100 SXM": (989e12, 80),
-}
+# Per chip: bf16 dense peak FLOP/s (SPEC_PEAKS, by device kind) and GiB of memory.
+CHIPS = {name: (SPEC_PEAKS[kind], gib)
+         for name, kind, gib in (("TPU v5e", "TPU v5e", 16), ("TPU v4", "TPU v4", 32), ("H100 SXM", "H100", 80))}
 MFU = 0.4
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
 _DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4,

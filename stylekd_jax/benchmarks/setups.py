@@ -40,19 +40,41 @@ def config_file(name: str):
     return module.get_config()
 
 
+def random_variables(cfg, seed: int = 0):
+    """Variables of the right shapes without compiling an initialiser (which takes minutes
+    on a busy CPU): N(0, 1) weights, affine biases 1, other biases 0, small noise strengths."""
+    shapes = jax.eval_shape(lambda: init_generator(cfg, jax.random.PRNGKey(0)))
+    rng = np.random.RandomState(seed)
+
+    def fill(path, leaf):
+        names = [str(getattr(k, "key", k)) for k in path]
+        if names[-1] == "bias":
+            value = 1.0 if "affine" in names else 0.0
+            return np.full(leaf.shape, value, np.float32)
+        if names[-1] in ("noise_strength", "w_avg"):
+            return np.full(leaf.shape, 0.1 if names[-1] == "noise_strength" else 0.0, np.float32)
+        if names[-1] in ("magnitude_ema",):
+            return np.ones(leaf.shape, np.float32)
+        if names[-1] in ("up_filter", "down_filter"):
+            f = rng.uniform(0.5, 1.0, leaf.shape).astype(np.float32)
+            return f / f.sum()
+        if names[-1] == "transform":
+            return np.eye(3, dtype=np.float32)
+        return rng.randn(*leaf.shape).astype(np.float32)
+    return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
 def write_teacher(directory: str, teacher_cfg, values: bool = True) -> str:
     """A teacher checkpoint (G as g_ema, and its D architecture) in `directory`.
 
     `values=False` skips running the initialiser (which compiles a generator forward, a
-    minute for 1024 px on a CPU): every weight is N(0, 1) noise of the right shape, enough for
-    programs that are compiled and never run.
+    minute for 1024 px on a CPU): `random_variables`, enough for programs that are compiled
+    and never run.
     """
     if values:
         variables = init_generator(teacher_cfg, jax.random.PRNGKey(0))
     else:
-        shapes = jax.eval_shape(lambda: init_generator(teacher_cfg, jax.random.PRNGKey(0)))
-        rng = np.random.RandomState(0)
-        variables = jax.tree_util.tree_map(lambda s: rng.standard_normal(s.shape).astype(s.dtype), shapes)
+        variables = random_variables(teacher_cfg)
     variables = jax.tree_util.tree_map(np.asarray, variables)
     if isinstance(teacher_cfg, StyleGAN3Config):
         d_cfg = DiscriminatorConfig.teacher(teacher_cfg.resolution, conv_clamp=256.0)

@@ -17,7 +17,8 @@ import numpy as np
 
 from stylekd_jax.export import onnx_format
 from stylekd_jax.export.cli import ONNX_FILE, export_all
-from stylekd_jax.export.signature import InputSpec, Signature, compare, seed_latents
+from stylekd_jax.export.signature import InputSpec, Signature, compare
+from stylekd_jax.generate import seed_latents
 from stylekd_jax.networks import make_generator
 
 MAPPING_FILE, SYNTHESIS_FILE = "mapping.onnx", "synthesis.onnx"

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stylekd_jax.architecture import GeneratorConfig
+from stylekd_jax.generate import seed_latents
 from stylekd_jax.networks import make_generator
 from stylekd_jax.networks.mapping import truncate
 from stylekd_jax.ops.upfirdn2d import filters_as_depthwise_conv
@@ -139,10 +140,6 @@ def for_op_by_op_runtime(fn):
         with filters_as_depthwise_conv():
             return fn(*args)
     return traced
-
-
-def seed_latents(seeds, z_dim: int) -> np.ndarray:
-    return np.concatenate([np.random.RandomState(s).randn(1, z_dim) for s in seeds]).astype(np.float32)
 
 
 def seed_noise(seeds, cfg) -> list[np.ndarray]:
