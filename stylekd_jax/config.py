@@ -22,6 +22,7 @@ MAPPING_INITS = ("inherit", "random", "two_stage")
 SYNTHESIS_INITS = ("random", "inherit")
 CHANNEL_SELECTIONS = ("magnitude", "content_aware", "diversity_aware")
 DISCRIMINATOR_INITS = ("random", "inherit")
+SEED_SUFFIX = "_seed"   # run dirs of repeated variants: WORKDIR/NAME_seedS (variant_repeats)
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -35,9 +36,17 @@ def base_config() -> ml_collections.ConfigDict:
     # Variants of this config, {name: {nested overrides}}: each runs in WORKDIR/NAME (sharing the
     # data and the trained teacher) and the report tabulates them. Empty: one run in WORKDIR.
     c.variants = ml_collections.ConfigDict()
+    # Run each variant this many times, with seeds seed, seed + 1, ..., in WORKDIR/NAME_seedS;
+    # the report gives mean ± std over them.
+    c.variant_repeats = 1
     c.total_steps = 450_000
     c.batch_size = 16                   # global batch (all devices, all processes)
     c.dtype = "float32"                 # compute dtype of G and D convolutions: float32 | bfloat16
+    # Rematerialisation: recompute the activations of each synthesis block (StyleGAN3: layer)
+    # of the trained generator and of each D block in the backward pass instead of keeping
+    # them: less memory per device for ~1/3 more FLOPs (on accelerators: XLA:CPU merges the
+    # recomputation back into the forward, so CPU runs and benchmarks.plan see no saving).
+    c.remat = False
 
     # Plain training: the generator / discriminator to train (ignored when distilling).
     c.generator = ml_collections.ConfigDict()
@@ -226,6 +235,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
                 "sample_every_steps", "keep_checkpoints"):
         if c[key] < 1:
             fail(key, f"must be >= 1, got {c[key]}")
+    if c.variant_repeats < 1:
+        fail("variant_repeats", f"must be >= 1, got {c.variant_repeats}")
+    if c.variant_repeats > 1 and not c.variants:
+        fail("variant_repeats", "repeats the variants, but config.variants is empty")
     if c.log_every_steps < 0:
         fail("log_every_steps", f"must be >= 1 (or 0: about 100 points per run), got {c.log_every_steps}")
     if c.pl_weight > 0 and c.batch_size % c.pl_batch_shrink:

@@ -35,7 +35,7 @@ DISTILL_ONLY_LOSSES = ("l1", "lpips", "ld", "w_l1")
 def run(config: ml_collections.ConfigDict, workdir: str) -> str:
     """Run every stage that is not done yet; returns the path of the report."""
     workdir = preflight(config, workdir)
-    variants = {name: overrides.to_dict() for name, overrides in config.variants.items()}
+    variants = expanded_variants(config)
     stages = StageLog(workdir)
     config = prepare_data(config, workdir, stages)
     check_images(config)
@@ -74,10 +74,21 @@ def planned_runs(config, workdir: str) -> list[tuple[ml_collections.ConfigDict, 
     runs = []
     if not config.teacher and config.teacher_training.total_steps:
         runs.append((teacher_config(config), os.path.join(workdir, TEACHER_DIR)))
-    variants = {name: overrides.to_dict() for name, overrides in config.variants.items()}
+    variants = expanded_variants(config)
     for name, overrides in variants.items():   # a bad variant fails now, not after hours of training
         runs.append((variant_config(config, overrides, name), os.path.join(workdir, name)))
     return runs if variants else runs + [(config, workdir)]
+
+
+def expanded_variants(config) -> dict[str, dict]:
+    """{run name: overrides} of `config.variants`, each repeated `variant_repeats` times with
+    seeds seed, seed + 1, ... as NAME_seedS (NAME alone when it runs once)."""
+    variants = {name: overrides.to_dict() for name, overrides in config.variants.items()}
+    if config.variant_repeats == 1:
+        return variants
+    return {f"{name}{config_lib.SEED_SUFFIX}{seed}": {**overrides, "seed": seed}
+            for name, overrides in variants.items()
+            for seed in range(config.seed, config.seed + config.variant_repeats)}
 
 
 def teacher_architecture(config):
@@ -165,6 +176,7 @@ def teacher_config(config) -> ml_collections.ConfigDict:
     t.total_steps = config.teacher_training.total_steps
     t.teacher_training.total_steps = 0
     t.variants = {}
+    t.variant_repeats = 1
     for name in DISTILL_ONLY_LOSSES:
         t.loss[name] = 0.0
     t.eval.metrics = ",".join(m for m in evaluate.parse_metrics(config.eval.metrics) if m != "consistency")
@@ -184,6 +196,7 @@ def train_teacher(config, workdir: str, stages: StageLog) -> ml_collections.Conf
 def variant_config(config, overrides: dict, name: str = "") -> ml_collections.ConfigDict:
     variant = config.copy_and_resolve_references()
     variant.variants = {}
+    variant.variant_repeats = 1
     try:
         variant.update(overrides)
         config_lib.validate(variant)

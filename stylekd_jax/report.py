@@ -7,7 +7,9 @@ student row for fixed seeds, the loss curves, the final metrics and how long eac
 Everything is read from the workdir (pipeline.py's layout): `metrics.jsonl` of each run
 (run_log.py), its latest `samples/*.png`, the exported generators' `architecture.json` and
 `stages.json` (run_log.StageLog). A workdir with variants (WORKDIR/NAME/) gets one table
-row per variant.
+row per variant; repeated variants (WORKDIR/NAME_seedS, config.variant_repeats) also get their
+mean ± std over seeds, and runs evaluated during training a chart of teacher–student
+consistency against the step.
 """
 
 import argparse
@@ -20,6 +22,7 @@ from PIL import Image
 
 from stylekd_jax import charts, checkpoint, run_log
 from stylekd_jax.architecture import generator_macs
+from stylekd_jax.config import SEED_SUFFIX
 from stylekd_jax.networks.generator import num_params
 from stylekd_jax.sharding import device_description
 
@@ -37,6 +40,8 @@ METRIC_NAMES = {  # eval/ scalar -> column title
     "consistency_lpips": "T–S LPIPS ↓", "consistency_psnr": "T–S PSNR (dB) ↑",
     "consistency_mapping_l1": "mapping L1 ↓", "ppl": "PPL",
 }
+# Evaluated during training (config.eval.every_steps): drawn against the step, per variant.
+CONSISTENCY_CURVES = {"eval/consistency_lpips": "T–S LPIPS", "eval/consistency_l1": "T–S L1"}
 SAMPLE_SCALE = 3   # small demo images are enlarged (nearest neighbour) to be seen
 
 
@@ -53,6 +58,42 @@ def find_runs(workdir: str) -> dict[str, str]:
     if os.path.isfile(os.path.join(teacher, run_log.FILE_NAME)):
         runs = {"teacher (trained here)": teacher, **runs}
     return runs
+
+
+def variant_groups(labels) -> dict[str, list[str]]:
+    """{variant: its run labels}: the repeats NAME_seedS under NAME, any other run alone."""
+    groups: dict[str, list[str]] = {}
+    for label in labels:
+        name, suffix, seed = label.rpartition(SEED_SUFFIX)
+        groups.setdefault(name if suffix and seed.isdigit() else label, []).append(label)
+    return groups
+
+
+def _mean_std(values) -> str:
+    v = np.array([x for x in values if x is not None and np.isfinite(x)])
+    if v.size < 2:
+        return _format(v[0] if v.size else None)
+    return f"{v.mean():.4g} ± {v.std(ddof=1):.2g}"
+
+
+def _save_consistency_curves(scalars: dict, groups: dict, out_prefix: str) -> list[str]:
+    """One chart per CONSISTENCY_CURVES metric: each variant's mean over its seeds vs step."""
+    paths = []
+    for name, title in CONSISTENCY_CURVES.items():
+        series = {}
+        for group, labels in groups.items():
+            curves = [dict(zip(*scalars[label][name])) for label in labels
+                      if name in scalars[label] and len(scalars[label][name][0]) > 1]
+            if curves:
+                steps = sorted(set.intersection(*(set(c) for c in curves)))
+                series[group] = (steps, [np.mean([c[step] for c in curves]) for step in steps])
+        if series:
+            repeated = any(len(labels) > 1 for labels in groups.values())
+            path = f"{out_prefix}_{name.rsplit('_', 1)[-1]}.png"
+            charts.save_line_chart(path, series, ylabel=title, title=f"{title} against training step"
+                                   + (" (mean over seeds)" if repeated else ""))
+            paths.append(path)
+    return paths
 
 
 def _teacher_of(run_dir: str) -> str | None:
@@ -161,11 +202,29 @@ def write_report(workdir: str) -> str:
         lines += ["", "T–S: teacher vs student images for the same z and noise; mapping L1: "
                   "mean |S_s(z) − S_t(z)|; FD-VGG: Fréchet distance to the training images on "
                   "LPIPS-VGG16 features (not comparable with FID).", ""]
+    groups = variant_groups(runs)
+    repeated = {group: labels for group, labels in groups.items() if len(labels) > 1}
+    if metric_names and repeated:
+        seeds = sorted({len(labels) for labels in repeated.values()})
+        lines += [f"## Variants: mean ± std over {'/'.join(map(str, seeds))} seeds", "",
+                  "| variant | runs | " + " | ".join(_metric_title(n) for n in metric_names) + " |",
+                  "|---|---|" + "---|" * len(metric_names)]
+        for group, labels in repeated.items():
+            values = " | ".join(_mean_std([run_log.last_value(scalars[l], n) for l in labels])
+                                for n in metric_names)
+            lines.append(f"| {group} | {len(labels)} | {values} |")
+        lines += ["", "std: the sample standard deviation over the seeds (data order, student "
+                  "initialisation, latents); the teacher is the same for all.", ""]
+    curve_paths = _save_consistency_curves(scalars, groups, os.path.join(assets, "consistency"))
+    if curve_paths:
+        lines += ["## Teacher–student consistency during training", ""]
+        lines += [f"![consistency]({ASSETS_DIR}/{os.path.basename(c)})" for c in curve_paths] + [""]
 
-    # Pictures and curves, per run.
-    for label, path in runs.items():
+    # Pictures and curves, per run (of repeated variants, the first seed's).
+    for group, labels in groups.items():
+        label, path = labels[0], runs[labels[0]]
         slug = "".join(c if c.isalnum() else "_" for c in label).strip("_")
-        lines += [f"## {label}", ""]
+        lines += [f"## {label}" if len(labels) == 1 else f"## {group} ({label} of {len(labels)} seeds)", ""]
         sample_png = os.path.join(assets, f"{slug}_samples.png")
         if _save_samples(path, sample_png):
             caption = ("teacher (top) and student (bottom), same seeds and noise"

@@ -375,8 +375,8 @@ def build(config) -> tuple[Setup, dict, dict, dict]:
     if config.student.freeze_mapping:
         g_tx = freeze_mapping(g_tx)
     dtype = jnp.dtype(config.dtype)
-    setup = Setup(config, g_cfg, d_cfg, teacher_cfg, make_generator(g_cfg, dtype),
-                  Discriminator(d_cfg, dtype=dtype),
+    setup = Setup(config, g_cfg, d_cfg, teacher_cfg, make_generator(g_cfg, dtype, remat=config.remat),
+                  Discriminator(d_cfg, dtype=dtype, remat=config.remat),
                   make_generator(teacher_cfg, dtype) if teacher_cfg else None,
                   g_tx, lazy_adam(config, config.r1_interval, config.d_lr), lpips)
     return setup, g_vars, d_init, consts

@@ -70,19 +70,34 @@ def test_rerun_reuses_every_finished_stage(demo_run):
     assert (workdir / "stages.json").read_text() == before
 
 
-@pytest.mark.slow   # three more runs; variants are also checked by test_config
-def test_ablation_runs_each_variant_and_tabulates_them(tmp_path, demo_run):
+@pytest.mark.slow   # six more runs; variants are also checked by test_config
+def test_ablation_runs_each_variant_with_seeds_and_tabulates_them(tmp_path, demo_run):
     workdir, _ = demo_run
     overrides = dict(TOY, **{"teacher": str(workdir / "teacher" / "student"),
-                             "teacher_training.total_steps": 0, "total_steps": 2})
+                             "teacher_training.total_steps": 0, "total_steps": 2,
+                             "variant_repeats": 2, "eval.every_steps": 1})
     run_main(tmp_path, overrides, config=os.path.join(ROOT, "configs", "demo_ablation.py"))
     report = (tmp_path / "report.md").read_text()
     for name in ("random_random", "inherit_inherit", "inherit_random"):
-        scalars = run_log.read_scalars(str(tmp_path / name))
-        assert finite(run_log.last_value(scalars, "eval/consistency_l1")), name
-        assert re.search(rf"\| {name} \| 2 \|", report), name
+        for seed in (0, 1):
+            scalars = run_log.read_scalars(str(tmp_path / f"{name}_seed{seed}"))
+            assert scalars["eval/consistency_l1"][0] == [1, 2], name   # evaluated during training
+            assert re.search(rf"\| {name}_seed{seed} \| 2 \|", report), name
+        assert re.search(rf"\| {name} \| 2 \| [0-9.e-]+ ± ", report), name   # mean ± std row
+    assert os.path.isfile(tmp_path / "report" / "consistency_lpips.png")
     # Only the random mapping starts far from the teacher's.
-    mapping = {name: run_log.last_value(run_log.read_scalars(str(tmp_path / name)),
+    mapping = {name: run_log.last_value(run_log.read_scalars(str(tmp_path / f"{name}_seed0")),
                                         "eval/consistency_mapping_l1")
                for name in ("random_random", "inherit_random")}
     assert mapping["random_random"] > 10 * mapping["inherit_random"]
+
+
+def test_demo_teacher_config_trains_and_exports_a_generator(tmp_path):
+    """configs/demo_teacher.py (the demo's longer-trained teacher) at toy scale."""
+    overrides = {k: v for k, v in TOY.items() if not k.startswith(("loss.", "eval.consistency"))}
+    overrides.update({"eval.metrics": "fdvgg24", "total_steps": 4})
+    del overrides["teacher_training.total_steps"]
+    run_main(tmp_path, overrides, config=os.path.join(ROOT, "configs", "demo_teacher.py"))
+    assert os.path.isfile(tmp_path / "student" / "architecture.json")
+    assert any(f.endswith(".png") for f in os.listdir(tmp_path / "samples"))
+    assert finite(run_log.last_value(run_log.read_scalars(str(tmp_path)), "eval/fdvgg24"))

@@ -1,6 +1,7 @@
 """metrics.jsonl: what the trainer's scalars look like to reports, across resumes and kills."""
 
 import math
+import os
 
 import jax.numpy as jnp
 import numpy as np
@@ -36,3 +37,25 @@ def test_ema_rampup_follows_the_nvlabs_formula():
         np.testing.assert_allclose(float(ema_decay(config, jnp.asarray(step))), expected, rtol=1e-5)
     config.ema_rampup = None
     np.testing.assert_allclose(float(ema_decay(config, jnp.asarray(3))), 0.5 ** (16 / 5000), rtol=1e-6)
+
+
+def test_report_gives_mean_and_std_over_seeds_and_consistency_against_step(tmp_path):
+    """Repeated variants (NAME_seedS) get one row with the mean ± sample std of their final
+    metrics; a run on its own keeps its row only; curves average the seeds step by step."""
+    from stylekd_jax import report
+    finals = {"ir_seed0": 0.30, "ir_seed1": 0.20, "ir_seed2": 0.25, "rr_seed0": 0.5, "rr_seed1": 0.7,
+              "single": 0.1}
+    for name, final in finals.items():
+        writer = run_log.JsonlWriter(str(tmp_path / name))
+        writer.write_scalars(50, {"eval/consistency_lpips": final + 0.2})
+        writer.write_scalars(100, {"eval/consistency_lpips": final})
+        writer.close()
+    text = open(report.write_report(str(tmp_path))).read()
+    ir = np.array([0.30, 0.20, 0.25])
+    assert f"| ir | 3 | {ir.mean():.4g} ± {ir.std(ddof=1):.2g} |" in text
+    assert f"| rr | 2 | {0.6:.4g} ± {np.std([0.5, 0.7], ddof=1):.2g} |" in text
+    assert "| single | 1 |" not in text and "| single | 100 | 0.1 |" in text
+    assert "mean ± std over 2/3 seeds" in text
+    assert os.path.isfile(tmp_path / "report" / "consistency_lpips.png")
+    assert report.variant_groups(["a_seed0", "a_seed1", "b_seedling", "c"]) == {
+        "a": ["a_seed0", "a_seed1"], "b_seedling": ["b_seedling"], "c": ["c"]}

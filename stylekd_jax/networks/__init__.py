@@ -17,11 +17,12 @@ from stylekd_jax.networks.mapping import MappingNetwork
 from stylekd_jax.networks.synthesis import SynthesisNetwork
 
 
-def make_generator(cfg, dtype=jnp.float32):
-    """The generator module for an architecture config (StyleGAN2 or StyleGAN3)."""
+def make_generator(cfg, dtype=jnp.float32, remat: bool = False):
+    """The generator module for an architecture config (StyleGAN2 or StyleGAN3); `remat`
+    recomputes synthesis activations in the backward pass (config.remat)."""
     if isinstance(cfg, StyleGAN3Config):
-        return stylegan3.Generator(cfg, dtype=dtype)
-    return Generator(cfg, dtype=dtype)
+        return stylegan3.Generator(cfg, dtype=dtype, remat=remat)
+    return Generator(cfg, dtype=dtype, remat=remat)
 
 
 __all__ = ["Discriminator", "Generator", "MappingNetwork", "SynthesisNetwork", "make_generator"]

@@ -57,18 +57,23 @@ class DiscriminatorBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
+    """Residual blocks b{resolution} .. b8, then the b4 epilogue. `remat`: each block's
+    activations are recomputed in the backward pass instead of kept (jax.checkpoint)."""
+
     cfg: DiscriminatorConfig
     dtype: Any = jnp.float32
+    remat: bool = False
 
     @nn.compact
     def __call__(self, img: jax.Array) -> jax.Array:
         cfg = self.cfg
         channels = cfg.channels_dict
+        block = nn.remat(DiscriminatorBlock) if self.remat else DiscriminatorBlock
         x = img
         res = cfg.resolution
         while res > 4:
-            x = DiscriminatorBlock(channels[res], channels[res // 2], first=res == cfg.resolution,
-                                   conv_clamp=cfg.conv_clamp, dtype=self.dtype, name=f"b{res}")(x)
+            x = block(channels[res], channels[res // 2], first=res == cfg.resolution,
+                      conv_clamp=cfg.conv_clamp, dtype=self.dtype, name=f"b{res}")(x)
             res //= 2
         return DiscriminatorEpilogue(channels[4], cfg.mbstd_group_size, cfg.mbstd_num_channels,
                                      conv_clamp=cfg.conv_clamp, dtype=self.dtype, name="b4")(x)

@@ -21,6 +21,7 @@ class Generator(nn.Module):
 
     cfg: GeneratorConfig
     dtype: Any = jnp.float32
+    remat: bool = False   # recompute each synthesis block's activations in the backward pass
 
     def setup(self):
         cfg = self.cfg
@@ -30,7 +31,7 @@ class Generator(nn.Module):
                                       w_avg_beta=cfg.w_avg_beta)
         self.synthesis = SynthesisNetwork(cfg.resolution, cfg.channels, kernel_size=cfg.kernel_size,
                                           img_channels=cfg.img_channels, conv_clamp=cfg.conv_clamp,
-                                          dtype=self.dtype)
+                                          dtype=self.dtype, remat=self.remat)
 
     def map(self, z: jax.Array, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
             update_w_avg: bool = False) -> jax.Array:
