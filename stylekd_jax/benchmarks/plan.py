@@ -138,15 +138,20 @@ def parse_meshes(text: str) -> list[tuple[int, int]]:
 def plan_config(name: str, meshes, batches, dtype: str, log=print) -> dict:
     """Compile config `name` (setups.PAPER) on `meshes` at per-device `batches`; returns the
     numbers as a dict (per device; bytes, FLOPs)."""
+    import jax
+    import numpy as np
     from stylekd_jax import sharding
     from stylekd_jax.benchmarks.distill import step_flops
     from stylekd_jax.benchmarks.setups import distill_config
-    from stylekd_jax.train import build
+    from stylekd_jax.train import build, init_state
     with tempfile.TemporaryDirectory() as tmp:
         config = distill_config(name, tmp, batch=8, dtype=dtype, values=False)
         setup, g_vars, d_init, consts = build(config)
+    state = jax.eval_shape(lambda: init_state(setup, g_vars, d_init))
+    count = lambda tree: sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(tree))  # noqa: E731
     result = {"config": name, "dtype": dtype, "student": list(setup.g_cfg.channels),
-              "resolution": setup.d_cfg.resolution, "meshes": []}
+              "resolution": setup.d_cfg.resolution, "meshes": [],
+              "trained_params": {"g": count(state.g["params"]), "d": count(state.d["params"])}}
     full = (True, config.pl_weight > 0)   # the largest kind of step: R1 and path length
     first = True
     slope = None
@@ -244,7 +249,9 @@ def main(argv=None) -> None:
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=1, default=str)
         full = r["flops_full_step"]
-        print(f"{name}: student {r['student']}, {r['dtype']}; step with R1 + PL, global batch "
+        params = r["trained_params"]
+        print(f"{name}: student {r['student']} ({params['g'] / 1e6:.2f}M trained parameters, D "
+              f"{params['d'] / 1e6:.2f}M), {r['dtype']}; step with R1 + PL, global batch "
               f"{full['global_batch']}: compiled {full['compiled'] / 1e9:.1f} GFLOP, architecture count "
               f"{full['architecture'] / 1e9:.1f}; average step per image: "
               f"{r['compiled_flops_per_image'] / 1e9:.1f} GFLOP (architecture {r['architecture_flops_per_image'] / 1e9:.1f})")
