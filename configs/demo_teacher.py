@@ -8,7 +8,8 @@ teacher draws soft colour blobs (FD-VGG 1.25 to the real scenes). The same netwo
 for 10 000 steps (160k images, about 150 minutes on a 2-core CPU at 1.1-1.2 steps/s with the
 YNNPACK flag above; rerunning resumes) is meant to be shipped with the package so that the demo
 distils a teacher whose samples are the scenes. Measured on the way (2026-12-02, 2-core EPYC
-VM): FD-VGG 0.78 after 2000 steps, and shapes with edges appear from about 1500 steps.
+VM): FD-VGG 0.78 after 2000 steps and 0.61 after 4000; shapes with edges appear from about
+1500 steps, and by 4500 most samples hold one saturated shape (mostly ellipses so far).
 The data are configs/demo.py's: 5000 scenes of procedural.py, seed 0, written to WORKDIR/data.
 """
 
