@@ -238,7 +238,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     if c.variant_repeats < 1:
         fail("variant_repeats", f"must be >= 1, got {c.variant_repeats}")
     if c.variant_repeats > 1 and not c.variants:
-        fail("variant_repeats", "repeats the variants, but config.variants is empty")
+        fail("variant_repeats", "repeats the variants, but config.variants is empty; add variants "
+             "(see configs/demo_ablation.py) or leave variant_repeats at 1")
     if c.log_every_steps < 0:
         fail("log_every_steps", f"must be >= 1 (or 0: about 100 points per run), got {c.log_every_steps}")
     if c.pl_weight > 0 and c.batch_size % c.pl_batch_shrink:
