@@ -10,43 +10,31 @@ YNNPACK flag above; rerunning resumes) is meant to be shipped with the package s
 distils a teacher whose samples are the scenes. Measured on the way (2026-12-02, 2-core EPYC
 VM): FD-VGG 0.78 after 2000 steps and 0.61 after 4000; shapes with edges appear from about
 1500 steps, and by 4500 most samples hold one saturated shape (mostly ellipses so far).
-The data are configs/demo.py's: 5000 scenes of procedural.py, seed 0, written to WORKDIR/data.
+Network, data (5000 scenes of procedural.py, seed 0, in WORKDIR/data) and training settings are
+configs/demo.py's teacher training; only the length, the EMA half-life and logging differ.
 """
 
-from stylekd_jax.config import base_config
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location("demo", os.path.join(os.path.dirname(__file__), "demo.py"))
+demo = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(demo)
 
 
 def get_config():
-    config = base_config()
-    config.seed = 0
-    config.data.source = "shapes:5000"
-    config.batch_size = 16
+    """configs/demo.py's teacher training (its network, data and small-resolution settings) as a
+    run of its own, for longer."""
+    config = demo.get_config()
     config.total_steps = 10_000
-
-    # A StyleGAN2 with 64 channels everywhere (0.32 M parameters), as configs/demo.py trains.
-    config.generator.resolution = 32
-    config.generator.channel_base = 2048
-    config.generator.channel_max = 64
-    config.generator.z_dim = 64
-    config.generator.w_dim = 64
-    config.generator.mapping_layers = 4
-
-    # NVlabs' small-resolution settings: R1 gamma ~ 0.0002 res^2 / batch (raised for stability),
-    # no path-length regularisation (their CIFAR config), EMA half-life 10k images with ramp-up.
-    config.r1_gamma = 0.05
-    config.pl_weight = 0.0
-    config.lr = 0.0025
-    config.ema_decay = 0.5 ** (16 / 10_000)
-    config.ema_rampup = 0.05
-
+    config.teacher_training.total_steps = 0
     for name in ("l1", "lpips", "ld"):   # distillation losses: off in plain training
         config.loss[name] = 0.0
+    config.ema_decay = 0.5 ** (16 / 10_000)   # EMA half-life 10k images (the demo's: 5k)
 
     config.log_every_steps = 50
     config.sample_every_steps = 500
     config.checkpoint_every_steps = 500
-    config.sample_seeds = tuple(range(12))
     config.eval.metrics = "fdvgg2k"
     config.eval.every_steps = 2000
-    config.eval.batch = 50
     return config
