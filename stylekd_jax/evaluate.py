@@ -39,6 +39,7 @@ import numpy as np
 
 from stylekd_jax import checkpoint, cli, input_pipeline
 from stylekd_jax.cli import positive_int
+from stylekd_jax.images import to_float
 from stylekd_jax.lpips import load_params as load_lpips_params, lpips_fn
 from stylekd_jax.metrics.names import parse_metrics, sample_count
 from stylekd_jax.metrics.projection import OPTIMIZERS
@@ -106,7 +107,7 @@ def real_statistics(source: str, resolution: int, featurize, feature_key: str, b
     try:
         done = 0
         while done < total:
-            images = next(data)[: total - done]   # the last batch would wrap into epoch 2
+            images = to_float(next(data)[: total - done])   # the last batch would wrap into epoch 2
             stats.update(np.asarray(featurize(images)))
             done += len(images)
             progress(done, total)
@@ -199,7 +200,7 @@ def projection_psnr(G, g_vars, lpips, args) -> dict:
     report = progress_printer(f"projection ({args.projector}, {total} images x {steps} steps)")
     try:
         for i in range(total):
-            target = next(data)
+            target = to_float(next(data))
             result = project(G, g_vars, target, lpips, steps=steps, optimizer=args.projector,
                              progress=lambda done, _, i=i: report(i * steps + done, total * steps))
             psnrs.append(float(result.mean_psnr))

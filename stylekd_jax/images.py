@@ -6,6 +6,12 @@ import numpy as np
 from PIL import Image
 
 
+def to_float(images):
+    """uint8 NHWC (the input pipeline's batches) -> float32 in [-1, 1]: x / 127.5 - 1. Works on
+    NumPy and (inside jit, on the device) JAX arrays."""
+    return images.astype(np.float32) / 127.5 - 1.0
+
+
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """[-1, 1] float NHWC -> uint8, rounded as NVlabs does: clip(x * 127.5 + 128)."""
     return np.clip(np.asarray(images, np.float32) * 127.5 + 128, 0, 255).astype(np.uint8)

@@ -261,12 +261,13 @@ def lazy_phases(config, step: int) -> tuple[bool, bool]:
 
 
 def train_step(state: TrainState, real: jax.Array, consts, s: Setup, r1: bool, pl: bool):
-    """One full iteration; returns (new state, metrics).
+    """One full iteration on a uint8 [B, H, W, 3] batch of real images; returns (new state, metrics).
 
     `r1`, `pl` (static, from `lazy_phases`) add the lazy R1 and path-length phases; their
     metrics are NaN on the steps that skip them.
     """
     c = s.config
+    real = images.to_float(real)   # on the device: the host sends a quarter of the bytes
     key, k_d, k_g, k_pl = jax.random.split(state.key, 4)
     nan = jnp.asarray(jnp.nan, jnp.float32)
 

@@ -18,6 +18,7 @@ import pytest
 
 from stylekd_jax import checkpoint
 from stylekd_jax.config import base_config
+from stylekd_jax.images import to_float
 from stylekd_jax.networks import make_generator
 from stylekd_jax.train import build, d_r1_loss, g_pl_loss, init_state, train_step
 from tests.conftest import tiny_overrides
@@ -69,7 +70,7 @@ def runs(tiny_teacher):
         setup, g_vars, d_init, consts = build(config)
         state = init_state(setup, g_vars, d_init)
         first = state
-        real = jnp.asarray(np.random.RandomState(0).uniform(-1, 1, (config.batch_size, 16, 16, 3)), jnp.float32)
+        real = jnp.asarray(np.random.RandomState(0).randint(0, 256, (config.batch_size, 16, 16, 3), np.uint8))
         step = jax.jit(lambda st, r, c, s=setup: train_step(st, r, c, s, False, False))
         l1 = []
         for _ in range(STEPS):
@@ -146,7 +147,7 @@ def test_r1_and_path_length_gradients_in_bf16_are_finite_and_close(runs):
         r = runs[dtype]
         state, real, _ = r["inputs"]
         setup = r["setup"]
-        r1 = jax.jit(jax.grad(lambda p, s=setup: d_r1_loss(p, real, state.step, s)[0]))(state.d["params"])
+        r1 = jax.jit(jax.grad(lambda p, s=setup: d_r1_loss(p, to_float(real), state.step, s)[0]))(state.d["params"])
         pl = jax.jit(jax.grad(lambda p, s=setup: g_pl_loss(p, state.g["buffers"], jnp.float32(1.0),
                                                              jax.random.PRNGKey(3), s)[0]))(state.g["params"])
         grads[dtype] = (r1, pl)

@@ -53,9 +53,9 @@ def data(tmp_path_factory):
 
 
 def _identify(batch, refs):
-    """uint8 images -> (reference index, flipped?) for every image of a [-1, 1] batch."""
+    """(reference index, flipped?) for every image of a uint8 batch."""
     out = []
-    for img in np.round((batch + 1) * 127.5).astype(np.int16):
+    for img in batch.astype(np.int16):
         plain = np.abs(refs - img).max(axis=(1, 2, 3))
         mirrored = np.abs(refs[:, :, ::-1] - img).max(axis=(1, 2, 3))
         i, j = int(plain.argmin()), int(mirrored.argmin())
@@ -67,8 +67,7 @@ def _identify(batch, refs):
 def test_shapes_dtype_range(data):
     batches = _take(make_dataset(data["folder"], RES, 4), 3)
     for b in batches:
-        assert b.shape == (4, RES, RES, 3) and b.dtype == np.float32
-        assert -1.0 <= b.min() and b.max() <= 1.0
+        assert b.shape == (4, RES, RES, 3) and b.dtype == np.uint8
     assert ip.describe(data["folder"]) == f"folder {data['root']}: {N} images"
     assert "11 images" in ip.describe(data["zip"])
 
@@ -87,7 +86,6 @@ def test_centre_crop_left_red_right_blue(tmp_path, w, h, res):
         arr = np.random.default_rng(1).integers(0, 256, (h, w, 3), dtype=np.uint8)
     Image.fromarray(arr).save(tmp_path / "x.png")
     got = next(make_dataset(f"folder:{tmp_path}", res, 1, flip=False))[0]
-    got = np.round((got + 1) * 127.5).astype(np.uint8)
     if w == 5:
         big = np.asarray(Image.fromarray(arr).resize((20, 12), Image.Resampling.BILINEAR))
         np.testing.assert_array_equal(got, big[:, 4:16])
@@ -216,7 +214,7 @@ def test_tfds_source(tfds_dirs, monkeypatch, fmt):
     assert ip.describe(src) == "tfds stylekd_test_images:train: 7 images"
     assert ip.open_source(src).random_access == (fmt == "array_record")
     fresh = _take(make_dataset(src, RES, 3, seed=1), 7)  # 21 examples = 3 epochs of 7
-    assert fresh[0].shape == (3, RES, RES, 3) and fresh[0].dtype == np.float32
+    assert fresh[0].shape == (3, RES, RES, 3) and fresh[0].dtype == np.uint8
     ids = [i for b in fresh for i, _ in _identify(b, refs)]
     for e in range(3):
         assert sorted(ids[e * 7:(e + 1) * 7]) == list(range(7))
@@ -311,7 +309,7 @@ def test_stream_follows_the_documented_rule(data):
             want = ip.to_square(Image.open(os.path.join(data["root"], names[idx])), RES)
             if ip.flip_flags(seed, [g])[0]:
                 want = want[:, ::-1]
-            np.testing.assert_array_equal(got[k, j], want.astype(np.float32) / 127.5 - 1)
+            np.testing.assert_array_equal(got[k, j], want)
 
 
 def test_images_smaller_than_the_resolution_are_upsampled_with_one_warning(tmp_path, capsys):

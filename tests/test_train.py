@@ -197,7 +197,7 @@ def test_lazy_phases_run_exactly_on_their_steps(tiny_teacher, tiny_data):
 
     setup, g_vars, d_key, consts = build(config)
     state = init_state(setup, g_vars, d_key)
-    real = np.random.RandomState(0).uniform(-1, 1, (8, 16, 16, 3)).astype(np.float32)
+    real = np.random.RandomState(0).randint(0, 256, (8, 16, 16, 3), np.uint8)
     step = jax.jit(lambda st, r1, pl: train_step(st, real, consts, setup, r1, pl), static_argnums=(1, 2))
     plain_state, plain = step(state, False, False)
     reg_state, reg = step(state, True, True)

@@ -178,8 +178,8 @@ def distill_section(workdir: str, smoke: bool, peaks: dict, keep: dict) -> list[
         d = Distillation(os.path.join(workdir, dtype + "_remat" * remat), name, batch, dtype,
                          remat=remat, **extra)
         res = d.setup.d_cfg.resolution
-        real = sharding.global_batch(d.mesh, np.random.RandomState(0).uniform(
-            -1, 1, (batch, res, res, 3)).astype(np.float32))
+        real = sharding.global_batch(d.mesh, np.random.RandomState(0).randint(
+            0, 256, (batch, res, res, 3), np.uint8))
         state = d.device_state()
         d.compile_all(state, real)
         period = d.config.r1_interval
@@ -202,18 +202,19 @@ def distill_section(workdir: str, smoke: bool, peaks: dict, keep: dict) -> list[
 def run_section(workdir: str, smoke: bool, d: "Distillation") -> dict:
     """`steps` distillation steps from a fresh state; the teacher's images are the real data."""
     from stylekd_jax import sharding
+    from stylekd_jax.images import to_uint8
     from stylekd_jax.train import export_student
     steps = 4 if smoke else 100
     batch = d.config.batch_size
     teacher = jax.jit(lambda v, z: d.setup.T.apply(v, z, noise_mode="const"))
     z = np.random.RandomState(1).randn(4 * batch, d.setup.teacher_cfg.z_dim).astype(np.float32)
-    pool = np.concatenate([np.asarray(teacher(d.consts["teacher"], z[i:i + batch]), np.float32)
+    pool = np.concatenate([to_uint8(teacher(d.consts["teacher"], z[i:i + batch]))
                            for i in range(0, len(z), batch)])
 
     def reals():
         for k in range(steps):
             j = (k * batch) % len(pool)
-            yield sharding.global_batch(d.mesh, np.clip(pool[j:j + batch], -1, 1))
+            yield sharding.global_batch(d.mesh, pool[j:j + batch])
 
     start = time.perf_counter()
     state, metrics = d.run(d.device_state(), reals(), 0, steps)

@@ -87,8 +87,8 @@ def main(argv=None) -> None:
     state = jax.device_put(state, state_sharding)
     consts = jax.device_put(consts, sharding.replicated(mesh))
     step_fn = jit_train_step(setup, mesh, state_sharding)
-    real = sharding.global_batch(mesh, np.random.RandomState(0).uniform(
-        -1, 1, (args.batch, args.resolution, args.resolution, 3)).astype(np.float32))
+    real = sharding.global_batch(mesh, np.random.RandomState(0).randint(
+        0, 256, (args.batch, args.resolution, args.resolution, 3), np.uint8))
 
     print(f"device: {device_description()}")
     period = config.r1_interval   # a whole number of R1 periods, so lazy phases come at their real rates

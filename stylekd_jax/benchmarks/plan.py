@@ -105,7 +105,7 @@ def compile_step(setup, g_vars, d_init, consts, mesh, batch: int, r1: bool, pl: 
     spec = lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh)  # noqa: E731
     state = jax.tree_util.tree_map(spec, abstract, state_sharding)
     res = setup.d_cfg.resolution
-    real = jax.ShapeDtypeStruct((batch, res, res, 3), jnp.float32, sharding=sharding.batch_sharding(mesh))
+    real = jax.ShapeDtypeStruct((batch, res, res, 3), jnp.uint8, sharding=sharding.batch_sharding(mesh))
     rep = sharding.replicated(mesh)
     consts = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.asarray(a).dtype,
                                                                    sharding=rep), consts)
