@@ -2,7 +2,8 @@
 
     bash launch/demo.sh            # = python -m stylekd_jax.main --config configs/demo.py --workdir runs/demo
 
-No downloads and no weights to fetch. In one command (about 10 minutes on a 2-core CPU):
+No downloads and no weights to fetch. In one command (12 minutes on a 2-core CPU with one core
+busy elsewhere, measured):
   1. writes 5000 procedural 32x32 scenes (gradient background, 1-2 coloured shapes) to
      runs/demo/data/ (procedural.py): the teacher's training data;
   2. distils the teacher that comes with the package (stylekd_jax/assets/demo_teacher: a
