@@ -9,8 +9,9 @@ runs/demo_ablation/NAME_seedS:
   inherit_inherit  mapping and strongest synthesis channels inherited
   inherit_random   inherited mapping, random synthesis (StyleKD's initialisation)
   stylekd          inherit_random + the latent-direction (LD) loss: the full StyleKD recipe
-Teacher-student consistency is evaluated every 50 steps; runs/demo_ablation/report.md gives
-each variant's mean ± std over the seeds and a chart of consistency against the step.
+Teacher-student consistency is evaluated every 50 steps, FD-VGG at the end;
+runs/demo_ablation/report.md gives each variant's mean ± std over the seeds and a chart of
+consistency against the step.
 Settings otherwise the demo's (400 steps, batch 8, lr 0.01, shared noise, GAN loss on).
 About 12 x 8 minutes on a 2-core CPU (estimated from the demo's run: 400 steps in 6-9 minutes,
 plus the evaluations). The paper's Table 1 (FFHQ 256, FID after 450k steps):
@@ -40,5 +41,6 @@ def get_config():
                        for name, (mapping, synthesis, ld) in VARIANTS.items()}
     config.variant_repeats = 3
     config.eval.every_steps = 50
+    config.eval.every_metrics = "consistency"   # FD-VGG (2k samples) only at the end
     config.eval.consistency_samples = 200   # the final evaluation too: 12 runs must stay affordable
     return config

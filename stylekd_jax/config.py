@@ -156,6 +156,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.metrics = ""                 # e.g. "consistency,fid10k,ppl_wend"; empty: no evaluation
     c.eval.every_steps = 0              # also every N steps; 0: only at the end of the run
+    c.eval.every_metrics = ""           # the every-N-steps evaluations' metrics; empty: `metrics`
     c.eval.inception = ""               # converted Inception weights, for fid/kid
     c.eval.fid_protocol = "stylekd"
     c.eval.ppl_samples = 2000           # the paper's PPL (Table 3): ppl_wfull_stylekd over 5000
@@ -246,18 +247,22 @@ def validate(c: ml_collections.ConfigDict) -> None:
         fail("pl_batch_shrink", f"must divide batch_size={c.batch_size}")
     if c.eval.every_steps < 0:
         fail("eval.every_steps", f"must be >= 0, got {c.eval.every_steps}")
-    if c.eval.metrics:
+    if c.eval.every_metrics and not (c.eval.metrics and c.eval.every_steps):
+        fail("eval.every_metrics", "is used only with eval.metrics and eval.every_steps set")
+    for key in ("metrics", "every_metrics"):
+        if not c.eval[key]:
+            continue
         from stylekd_jax.metrics.names import parse_metrics
         try:
-            names = parse_metrics(c.eval.metrics)
+            names = parse_metrics(c.eval[key])
         except Exception as e:   # argparse's type error
-            fail("eval.metrics", str(e))
+            fail(f"eval.{key}", str(e))
         if "consistency" in names and not (c.teacher or c.teacher_training.total_steps):
-            fail("eval.metrics", "consistency needs a teacher (plain training has none)")
+            fail(f"eval.{key}", "consistency needs a teacher (plain training has none)")
         if any(n.startswith(("fid", "kid")) for n in names) and not c.eval.inception:
             fail("eval.inception", "fid/kid need converted Inception weights")
         if "psnr" in names:
-            fail("eval.metrics", "psnr (projection) is too slow for periodic evaluation; run "
+            fail(f"eval.{key}", "psnr (projection) is too slow for periodic evaluation; run "
                  "python -m stylekd_jax.evaluate on the exported student")
     if not 0 <= c.ema_decay < 1:
         fail("ema_decay", f"must be in [0, 1), got {c.ema_decay}")

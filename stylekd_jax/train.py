@@ -65,6 +65,7 @@ class Setup(NamedTuple):
     g_tx: optax.GradientTransformation
     d_tx: optax.GradientTransformation
     lpips: Any      # f(x, y) -> [N], or None
+    batch_sharding: Any = None   # NamedSharding of batch-major arrays over 'data' (jit_train_step)
 
 
 # ---------------------------------------------------------------------------------------
@@ -85,11 +86,24 @@ def freeze_mapping(tx: optax.GradientTransformation) -> optax.GradientTransforma
     return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
 
 
-def sample_latents(key, batch: int, z_dim: int, num_ws: int, mixing_prob: float):
+def split_over_data(x: jax.Array, s: Setup) -> jax.Array:
+    """A batch-major array drawn inside the step, split over 'data' as the real images are.
+
+    Without it XLA replicates the draw, and with it everything computed from it (the teacher,
+    the student, LPIPS, D on fakes): every device then computed the whole global batch, so
+    the per-device FLOPs grew with the number of devices (data 8: 9x the architecture count).
+    A batch the 'data' devices do not divide (path length's shrunk batch) is left to XLA.
+    """
+    if s.batch_sharding is None or x.shape[0] % s.batch_sharding.mesh.shape["data"]:
+        return x
+    return jax.lax.with_sharding_constraint(x, s.batch_sharding)
+
+
+def sample_latents(key, batch: int, z_dim: int, num_ws: int, mixing_prob: float, s: Setup):
     """Two z's and a style-mixing cutoff (num_ws = no mixing), one cutoff per batch as NVlabs."""
     k1, k2, k3, k4 = jax.random.split(key, 4)
-    z1 = jax.random.normal(k1, (batch, z_dim))
-    z2 = jax.random.normal(k2, (batch, z_dim))
+    z1 = split_over_data(jax.random.normal(k1, (batch, z_dim)), s)
+    z2 = split_over_data(jax.random.normal(k2, (batch, z_dim)), s)
     mix = jax.random.uniform(k3) < mixing_prob
     cutoff = jnp.where(mix, jax.random.randint(k4, (), 1, num_ws), num_ws)
     return z1, z2, cutoff
@@ -123,7 +137,7 @@ def discriminate(s: Setup, d_params, img: jax.Array, step: jax.Array) -> jax.Arr
 def d_main_loss(d_params, g_vars, real, key, step, s: Setup):
     c = s.config
     k_lat, k_noise = jax.random.split(key)
-    latents = sample_latents(k_lat, real.shape[0], s.g_cfg.z_dim, s.g_cfg.num_ws, c.loss.style_mixing)
+    latents = sample_latents(k_lat, real.shape[0], s.g_cfg.z_dim, s.g_cfg.num_ws, c.loss.style_mixing, s)
     ws, _ = mixed_ws(s.G, g_vars, latents)
     fake = s.G.apply(g_vars, ws, "random", method="synthesize", rngs={"noise": k_noise})
     fake = jax.lax.stop_gradient(fake)
@@ -150,11 +164,11 @@ def g_step_draws(key, consts, s: Setup) -> GStepDraws:
     """Every random draw of `g_main_loss`, in one place, so that a test can replay a step."""
     c = s.config
     k_lat, k_off, k_noise_s, k_noise_t = jax.random.split(key, 4)
-    latents = sample_latents(k_lat, c.batch_size, s.g_cfg.z_dim, s.g_cfg.num_ws, c.loss.style_mixing)
+    latents = sample_latents(k_lat, c.batch_size, s.g_cfg.z_dim, s.g_cfg.num_ws, c.loss.style_mixing, s)
     offsets = None
     if s.T is not None and c.loss.ld > 0:
-        offsets = losses.ld_offsets(k_off, consts["directions"], c.batch_size, s.g_cfg.num_ws,
-                                    c.loss.ld_offset_weight)
+        offsets = split_over_data(losses.ld_offsets(k_off, consts["directions"], c.batch_size,
+                                                    s.g_cfg.num_ws, c.loss.ld_offset_weight), s)
     return GStepDraws(latents, offsets, k_noise_s, k_noise_s if c.loss.shared_noise else k_noise_t)
 
 
@@ -231,7 +245,7 @@ def g_pl_loss(g_params, g_buffers, pl_mean, key, s: Setup):
     k_lat, k_pl, k_noise = jax.random.split(key, 3)
     g_vars = {"params": g_params, "buffers": g_buffers}
     latents = sample_latents(k_lat, c.batch_size // c.pl_batch_shrink, s.g_cfg.z_dim, s.g_cfg.num_ws,
-                             c.loss.style_mixing)
+                             c.loss.style_mixing, s)
     ws, _ = mixed_ws(s.G, g_vars, latents)
     synthesize = lambda w: s.G.apply(g_vars, w, "random", method="synthesize",  # noqa: E731
                                      rngs={"noise": k_noise})
@@ -314,6 +328,7 @@ def train_step(state: TrainState, real: jax.Array, consts, s: Setup, r1: bool, p
 def jit_train_step(setup: Setup, mesh, state_sharding):
     """`train_step` jitted over the mesh: fn(state, real, consts, r1, pl), the state donated,
     (r1, pl) static, so each kind of step compiles to its own program."""
+    setup = setup._replace(batch_sharding=sharding.batch_sharding(mesh))
     return jax.jit(lambda state, real, consts, r1, pl: train_step(state, real, consts, setup, r1, pl),
                    in_shardings=(state_sharding, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
                    out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=(0,),
@@ -611,7 +626,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 _export(workdir, setup, state, manager)
             periodic = config.eval.every_steps and done % config.eval.every_steps == 0
             if config.eval.metrics and (periodic or is_last):
-                writer.write_scalars(done, run_evaluation(setup, state, consts, config))
+                metrics = config.eval.metrics if is_last else config.eval.every_metrics or config.eval.metrics
+                writer.write_scalars(done, run_evaluation(setup, state, consts, config, metrics))
         if saving is not None:
             saving = _finish_save(manager, saving)
     except BaseException as error:
@@ -621,8 +637,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     return state
 
 
-def run_evaluation(setup: Setup, state: TrainState, consts, config) -> dict:
-    """The configured metrics of the EMA student, as {'eval/NAME': value} (and 'eval/seconds')."""
+def run_evaluation(setup: Setup, state: TrainState, consts, config, metrics: str) -> dict:
+    """`metrics` (e.g. 'consistency,fdvgg2k') of the EMA student, as {'eval/NAME': value} (and
+    'eval/seconds')."""
     start = time.time()
     e = config.eval
     args = argparse.Namespace(
@@ -633,7 +650,7 @@ def run_evaluation(setup: Setup, state: TrainState, consts, config) -> dict:
     lpips_params = consts.get("lpips") or load_lpips_params(config.loss.lpips_weights or None)
     student = jax.device_get({"params": state.g_ema, "buffers": state.g["buffers"]})
     teacher = (setup.T, consts["teacher"]) if setup.T is not None else None
-    results = evaluate.run_metrics(evaluate.parse_metrics(e.metrics), setup.G, student,
+    results = evaluate.run_metrics(evaluate.parse_metrics(metrics), setup.G, student,
                                    lpips_fn(lpips_params, resize_to=256), args, teacher)
     return {**{f"eval/{k}": v for k, v in results.items()}, "eval/seconds": time.time() - start}
 

@@ -66,6 +66,9 @@ def test_table2_arguments_and_bad_arguments():
     ({"data.source": ""}, "data.source"),
     ({"teacher": ""}, "teacher"),
     ({"dtype": "float16"}, "dtype"),
+    ({"eval.metrics": "consistency", "eval.every_metrics": "consistency"}, "eval.every_metrics"),
+    ({"eval.metrics": "consistency", "eval.every_steps": 10, "eval.every_metrics": "fid"},
+     "eval.every_metrics"),
 ])
 def test_inconsistent_values_name_the_key(change, key):
     config = load("ffhq256_stylegan2.py")

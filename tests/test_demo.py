@@ -27,7 +27,8 @@ TOY_TEACHER = dict(COMMON, **{"generator.resolution": 16, "generator.channel_max
                               "generator.z_dim": 32, "generator.w_dim": 32, "eval.metrics": "fdvgg24",
                               "eval.every_steps": 0})
 TOY = dict(COMMON, **{"loss.ld_layers": (1, 2), "eval.consistency_samples": 16,
-                      "eval.metrics": "consistency,fdvgg24"})
+                      "eval.metrics": "consistency,fdvgg24", "eval.every_steps": 2,
+                      "eval.every_metrics": "consistency"})
 # The shipped teacher: configs/demo_teacher.py's export after this many steps. Its samples' share
 # of shape-coloured pixels is 0.110, the real scenes' 0.160, a 1000-step snapshot's 0.013.
 SHIPPED_TEACHER_STEPS = 6000
@@ -96,6 +97,8 @@ def test_demo_writes_data_student_and_report(demo_run):
                  "eval/consistency_psnr", "eval/consistency_mapping_l1", "kd_l1", "kd_lpips",
                  "kd_ld", "g_gan", "d_loss"):
         assert finite(run_log.last_value(student, name)), name
+    # Every 2 steps only `every_metrics`; the last evaluation computes all of `metrics`.
+    assert list(student["eval/consistency_l1"][0]) == [2, 4] and list(student["eval/fdvgg24"][0]) == [4]
     # The inherited mapping is trained at the mapping's lr; after 4 steps it is still near the teacher's.
     assert run_log.last_value(student, "eval/consistency_mapping_l1") < 0.1
     stages = json.loads((workdir / "stages.json").read_text())
