@@ -139,8 +139,8 @@ def plan_config(name: str, meshes, batches, dtype: str, log=print) -> dict:
     """Compile config `name` (setups.PAPER) on `meshes` at per-device `batches`; returns the
     numbers as a dict (per device; bytes, FLOPs)."""
     import jax
-    import numpy as np
     from stylekd_jax import sharding
+    from stylekd_jax.architecture import count_params
     from stylekd_jax.benchmarks.distill import step_flops
     from stylekd_jax.benchmarks.setups import distill_config
     from stylekd_jax.train import build, init_state
@@ -148,10 +148,9 @@ def plan_config(name: str, meshes, batches, dtype: str, log=print) -> dict:
         config = distill_config(name, tmp, batch=8, dtype=dtype, values=False)
         setup, g_vars, d_init, consts = build(config)
     state = jax.eval_shape(lambda: init_state(setup, g_vars, d_init))
-    count = lambda tree: sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(tree))  # noqa: E731
     result = {"config": name, "dtype": dtype, "student": list(setup.g_cfg.channels),
               "resolution": setup.d_cfg.resolution, "meshes": [],
-              "trained_params": {"g": count(state.g["params"]), "d": count(state.d["params"])}}
+              "trained_params": {"g": count_params(state.g["params"]), "d": count_params(state.d["params"])}}
     full = (True, config.pl_weight > 0)   # the largest kind of step: R1 and path length
     first = True
     slope = None
