@@ -119,7 +119,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.r1_in_d_step = True
     c.pl_weight = 2.0
     c.pl_interval = 4
-    c.pl_batch_shrink = 2
+    c.pl_batch_shrink = 2               # per data device (NVlabs: per GPU), at least 1 sample each
     c.pl_decay = 0.01
     c.lr = 0.002                        # generator (StyleGAN3: 0.0025)
     c.d_lr = ml_collections.FieldReference(None, field_type=float)  # discriminator; None: lr

@@ -82,13 +82,14 @@ def planned_runs(config, workdir: str) -> list[tuple[ml_collections.ConfigDict, 
 
 def expanded_variants(config) -> dict[str, dict]:
     """{run name: overrides} of `config.variants`, each repeated `variant_repeats` times with
-    seeds seed, seed + 1, ... as NAME_seedS (NAME alone when it runs once)."""
+    seeds seed, seed + 1, ... as NAME_seedS (NAME alone when it runs once). Seed by seed (every
+    variant's first seed first), so that a run stopped early has every variant to compare."""
     variants = {name: overrides.to_dict() for name, overrides in config.variants.items()}
     if config.variant_repeats == 1:
         return variants
     return {f"{name}{config_lib.SEED_SUFFIX}{seed}": {**overrides, "seed": seed}
-            for name, overrides in variants.items()
-            for seed in range(config.seed, config.seed + config.variant_repeats)}
+            for seed in range(config.seed, config.seed + config.variant_repeats)
+            for name, overrides in variants.items()}
 
 
 def teacher_architecture(config):

@@ -92,7 +92,7 @@ def split_over_data(x: jax.Array, s: Setup) -> jax.Array:
     Without it XLA replicates the draw, and with it everything computed from it (the teacher,
     the student, LPIPS, D on fakes): every device then computed the whole global batch, so
     the per-device FLOPs grew with the number of devices (data 8: 9x the architecture count).
-    A batch the 'data' devices do not divide (path length's shrunk batch) is left to XLA.
+    A batch the 'data' devices do not divide is left to XLA (path_length_batch avoids one).
     """
     if s.batch_sharding is None or x.shape[0] % s.batch_sharding.mesh.shape["data"]:
         return x
@@ -240,12 +240,26 @@ def g_main_loss(g_params, g_buffers, d_params, consts, key, step, s: Setup):
     return total, (metrics, new_buffers)
 
 
+def path_length_batch(batch: int, shrink: int, data_devices: int) -> int:
+    """The global batch of a path-length step: each data device's share shrunk by `shrink`,
+    at least one sample per device.
+
+    NVlabs shrinks each GPU's batch (batch_gpu // pl_batch_shrink). Shrinking the global batch
+    instead gives, when the devices do not divide it (batch 32 over 32 devices: 16), a batch
+    XLA can only replicate: every device then computed all 16 samples' double backward.
+    On one device, or when the shares divide, this is batch // shrink.
+    """
+    per_device = batch // data_devices
+    return max(1, per_device // shrink) * data_devices
+
+
 def g_pl_loss(g_params, g_buffers, pl_mean, key, s: Setup):
     c = s.config
     k_lat, k_pl, k_noise = jax.random.split(key, 3)
     g_vars = {"params": g_params, "buffers": g_buffers}
-    latents = sample_latents(k_lat, c.batch_size // c.pl_batch_shrink, s.g_cfg.z_dim, s.g_cfg.num_ws,
-                             c.loss.style_mixing, s)
+    data_devices = 1 if s.batch_sharding is None else s.batch_sharding.mesh.shape["data"]
+    latents = sample_latents(k_lat, path_length_batch(c.batch_size, c.pl_batch_shrink, data_devices),
+                             s.g_cfg.z_dim, s.g_cfg.num_ws, c.loss.style_mixing, s)
     ws, _ = mixed_ws(s.G, g_vars, latents)
     synthesize = lambda w: s.G.apply(g_vars, w, "random", method="synthesize",  # noqa: E731
                                      rngs={"noise": k_noise})

@@ -73,6 +73,9 @@ def tiny_overrides(teacher: str, data: str, **extra) -> dict:
         "log_every_steps": 2, "checkpoint_every_steps": 2, "sample_every_steps": 2,
         "sample_seeds": (0, 1),
         "mesh.data": 1,            # one device also where tests make 8 (test_train's runs)
+        # Path length on all 8 samples: its batch is shrunk per data device (path_length_batch),
+        # 8 // 2 = 4 on one device but 8 on data 8, so only shrink 1 gives every mesh one batch.
+        "pl_batch_shrink": 1,
         "loss.face_mask": False,   # no face-parser weights in tests (test_face_parsing covers it)
     }
     overrides.update(extra)

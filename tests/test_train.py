@@ -181,6 +181,20 @@ def test_two_stage_mapping_mimic_fits_the_teacher_mapping(tiny_teacher, tiny_dat
     assert writer.values[-1] < writer.values[0]
 
 
+@pytest.mark.parametrize("batch, data_devices, expected", [
+    (8, 1, 4),     # one device: batch // shrink, as before
+    (16, 8, 8),    # shares of 2 shrink to 1: the same as batch // shrink
+    (48, 8, 24),
+    (8, 8, 8),     # shares of 1 stay 1 (global // 2 = 4 would be replicated on all 8)
+    (32, 32, 32),
+    (24, 8, 8),    # shares of 3 shrink to 1, as NVlabs' batch_gpu // 2
+])
+def test_path_length_batch_is_shrunk_per_data_device(batch, data_devices, expected):
+    from stylekd_jax.train import path_length_batch
+    got = path_length_batch(batch, 2, data_devices)
+    assert got == expected and got % data_devices == 0
+
+
 def test_lazy_phases_run_exactly_on_their_steps(tiny_teacher, tiny_data):
     """R1 every r1_interval steps, path length every pl_interval (none with pl_weight 0), and a
     step of each kind does what its name says: its regulariser is computed and moves the params."""
