@@ -41,7 +41,7 @@ METRIC_NAMES = {  # eval/ scalar -> column title
     "consistency_mapping_l1": "mapping L1 ↓", "ppl": "PPL",
 }
 # Evaluated during training (config.eval.every_steps): drawn against the step, per variant.
-CONSISTENCY_CURVES = {"eval/consistency_lpips": "T–S LPIPS", "eval/consistency_l1": "T–S L1"}
+CONSISTENCY_CURVES = {"eval/consistency_lpips": "T-S LPIPS", "eval/consistency_l1": "T-S L1"}
 SAMPLE_SCALE = 3   # small demo images are enlarged (nearest neighbour) to be seen
 
 
