@@ -13,8 +13,9 @@ Teacher-student consistency is evaluated every 50 steps, FD-VGG at the end;
 runs/demo_ablation/report.md gives each variant's mean ± std over the seeds and a chart of
 consistency against the step.
 Settings otherwise the demo's (400 steps, batch 8, lr 0.01, shared noise, GAN loss at weight
-0.1). About 12 x 6 minutes on an otherwise idle 2-core CPU (measured 2026-12-02: 6.2 minutes a
-run; the README's record, made with the GAN at weight 1, and its orderings vs the paper). The paper's Table 1 (FFHQ 256, FID after 450k steps):
+0.1). About 12 x 6 minutes on an otherwise idle 2-core CPU (measured 2026-12-02: 6.2 minutes
+a run). The README records a run made with the GAN at weight 1 and compares its orderings with
+the paper's Table 1 (FFHQ 256, FID after 450k steps):
 random/random RGB+LPIPS 11.27, inherit/inherit 8.61, inherit/random 8.23, + LD 7.94.
 """
 
