@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's first command: sets up .venv on first use, then runs configs/demo.py: writes the
-# procedural dataset, distils the shipped StyleGAN2 teacher into a >4x smaller student with
+# procedural dataset, distils the shipped StyleGAN2 teacher into a 3x smaller student with
 # StyleKD, evaluates it and writes WORKDIR/report.md (see configs/demo.py for the time).
 #   bash launch/demo.sh [WORKDIR] [--config.KEY=VALUE ...]      (WORKDIR defaults to runs/demo)
 # Rerunning reuses what is done (dataset, teacher, checkpoints).
