@@ -13,7 +13,8 @@ Measured (2026-12-02): FD-VGG 2k to the real scenes 0.78 / 0.61 / 0.55 after 200
 saturated shape with edges on a plain background, mostly ellipses; the real scenes' squares,
 triangles, second shapes and gradient backgrounds are still rare.
 Data (5000 scenes of procedural.py, seed 0, in WORKDIR/data) and the small-resolution
-settings are configs/demo.py's; the network, batch, learning rate and EMA are set here.
+settings are configs/demo.py's; the network, batch, learning rate, EMA, GAN weight and Adam b1
+are set here.
 """
 
 import importlib.util
