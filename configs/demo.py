@@ -38,11 +38,27 @@ from stylekd_jax.config import base_config
 DEMO_TEACHER = os.path.join(os.path.dirname(stylekd_jax.__file__), "assets", "demo_teacher")
 
 
-def get_config():
+def scenes_config():
+    """The demo's data and small-resolution settings, shared with configs/demo_teacher.py, which
+    trains the teacher on the same scenes (the student's tuning below is not for it)."""
     config = base_config()
     config.seed = 0
-    config.teacher = DEMO_TEACHER
     config.data.source = "shapes:5000"     # the teacher's training data (configs/demo_teacher.py)
+
+    # Small images, short runs: NVlabs' small-resolution settings (R1 gamma ~ 0.0002 res^2 /
+    # batch, no path-length regularisation as in their CIFAR config, EMA with ramp-up).
+    config.r1_gamma = 0.05
+    config.pl_weight = 0.0
+    config.ema_rampup = 0.05
+
+    config.sample_seeds = tuple(range(12))
+    config.eval.batch = 50
+    return config
+
+
+def get_config():
+    config = scenes_config()
+    config.teacher = DEMO_TEACHER
     config.batch_size = 8
 
     # The student and the StyleKD losses.
@@ -57,20 +73,13 @@ def get_config():
     # its gradient pulls the student off the teacher (T-S LPIPS 0.21 at step 300, 0.28 at 400).
     config.loss.gan = 0.1
 
-    # Small images, short runs: NVlabs' small-resolution settings (R1 gamma ~ 0.0002 res^2 /
-    # batch, no path-length regularisation as in their CIFAR config, EMA with ramp-up).
-    config.r1_gamma = 0.05
-    config.pl_weight = 0.0
     config.lr = 0.01
     config.adam_b1 = 0.9                     # see above; StyleKD and NVlabs: 0
     config.ema_decay = 0.5 ** (config.batch_size / 5_000)   # half-life 5k images
-    config.ema_rampup = 0.05
 
     config.log_every_steps = 20
     config.sample_every_steps = 200
     config.checkpoint_every_steps = 200
-    config.sample_seeds = tuple(range(12))
     config.eval.metrics = "consistency,fdvgg2k"
     config.eval.consistency_samples = 1000
-    config.eval.batch = 50
     return config

@@ -13,8 +13,8 @@ Measured (2026-12-02): FD-VGG 2k to the real scenes 0.78 / 0.61 / 0.55 after 200
 saturated shape with edges on a plain background, mostly ellipses; the real scenes' squares,
 triangles, second shapes and gradient backgrounds are still rare.
 Data (5000 scenes of procedural.py, seed 0, in WORKDIR/data) and the small-resolution
-settings are configs/demo.py's; the network, batch, learning rate, EMA, GAN weight and Adam b1
-are set here.
+settings are configs/demo.py's (`scenes_config`, not the student's tuning); the network, batch,
+learning rate and EMA are set here; the GAN weight (1) and Adam b1 (0) are NVlabs' defaults.
 """
 
 import importlib.util
@@ -27,8 +27,7 @@ _spec.loader.exec_module(demo)
 
 def get_config():
     """configs/demo.py's data and small-resolution settings; plain training of the network below."""
-    config = demo.get_config()
-    config.teacher = ""     # plain training: `generator` is the network trained
+    config = demo.scenes_config()   # no teacher: plain training of `generator`
 
     # A StyleGAN2 with 64 channels everywhere at 32 px (0.32M synthesis + mapping parameters).
     config.generator.resolution = 32
@@ -43,10 +42,6 @@ def get_config():
     config.lr = 0.0025                  # NVlabs' small-resolution rate (the demo's student: 0.01)
     for name in ("l1", "lpips", "ld"):   # distillation losses: off in plain training
         config.loss[name] = 0.0
-    # What the demo tuned for its student does not apply here: the shipped teacher was trained
-    # with the GAN loss at weight 1 and Adam b1 0 (NVlabs).
-    config.loss.gan = 1.0
-    config.adam_b1 = 0.0
     config.ema_decay = 0.5 ** (16 / 10_000)   # EMA half-life 10k images (the demo's: 5k)
 
     config.log_every_steps = 50
