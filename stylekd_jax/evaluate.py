@@ -32,12 +32,11 @@ import math
 import os
 import sys
 import time
-from typing import Callable
 
 import jax
 import numpy as np
 
-from stylekd_jax import checkpoint, cli, input_pipeline
+from stylekd_jax import checkpoint, cli, input_pipeline, progress
 from stylekd_jax.cli import positive_int
 from stylekd_jax.images import to_float
 from stylekd_jax.lpips import load_params as load_lpips_params, lpips_fn
@@ -46,19 +45,6 @@ from stylekd_jax.metrics.projection import OPTIMIZERS
 from stylekd_jax.networks import make_generator
 
 PROTOCOLS = ("stylekd", "nvlabs")
-
-
-def progress_printer(name: str) -> Callable[[int, int], None]:
-    """`progress(done, total)` that rewrites one console line with rate and ETA."""
-    start = time.time()
-
-    def report(done: int, total: int) -> None:
-        elapsed = time.time() - start
-        eta = elapsed / max(done, 1) * (total - done)
-        end = "\n" if done >= total else ""
-        print(f"\r{name}: {done}/{total} ({elapsed:.0f} s, ETA {eta:.0f} s)", end=end, flush=True,
-              file=sys.stderr)
-    return report
 
 
 # ---------------------------------------------------------------------------------------
@@ -135,11 +121,11 @@ def fid_and_kid(names, G, g_vars, args) -> dict:
     featurize = lambda images: features(params, images, args.fid_protocol)  # noqa: E731
     want_kid = any(n.startswith("kid") for n in names)
     real = real_statistics(args.data, G.cfg.resolution, featurize, args.fid_protocol, args.batch,
-                           args.cache_dir, progress_printer("real features"), want_kid)
+                           args.cache_dir, progress.printer("real features"), want_kid)
     results = {}
     num = max(sample_count(n) for n in names)
     fake = generated_features(G, g_vars, featurize, num, args.batch, args.seed,
-                              progress_printer(f"generated features ({num})"))
+                              progress.printer(f"generated features ({num})"))
     unbiased = args.fid_protocol == "stylekd"
     for name in names:
         feats = fake[: sample_count(name)]
@@ -160,11 +146,11 @@ def fd_vgg(name: str, G, g_vars, args) -> float:
     _need_data(args, name)
     featurize = vgg_features_fn(load_lpips_params(args.lpips_weights))
     real = real_statistics(args.data, G.cfg.resolution, featurize, "lpips-vgg16", args.batch,
-                           args.cache_dir, progress_printer("real VGG features"), False)
+                           args.cache_dir, progress.printer("real VGG features"), False)
     num = sample_count(name)
     gen = FeatureStats()
     gen.update(generated_features(G, g_vars, featurize, num, args.batch, args.seed,
-                                  progress_printer(f"generated VGG features ({num})")))
+                                  progress.printer(f"generated VGG features ({num})")))
     return frechet_distance(real.mean, real.cov(True), gen.mean, gen.cov(True))
 
 
@@ -182,7 +168,7 @@ def ppl(name: str, G, g_vars, lpips, args) -> float:
     return float(path_length(G, g_vars, lpips, jax.random.PRNGKey(args.seed), samples,
                              args.batch, sampling=sampling, crop=args.ppl_crop,
                              stylekd_variant=name.endswith("_stylekd"),
-                             progress=progress_printer(name)))
+                             progress=progress.printer(name)))
 
 
 def projection_psnr(G, g_vars, lpips, args) -> dict:
@@ -197,7 +183,7 @@ def projection_psnr(G, g_vars, lpips, args) -> dict:
     outdir = os.path.join(os.path.dirname(os.path.abspath(args.json or "results.json")), "projections")
     os.makedirs(outdir, exist_ok=True)
     steps = args.projection_steps
-    report = progress_printer(f"projection ({args.projector}, {total} images x {steps} steps)")
+    report = progress.printer(f"projection ({args.projector}, {total} images x {steps} steps)")
     try:
         for i in range(total):
             target = to_float(next(data))
@@ -236,7 +222,7 @@ def run_metrics(names: list[str], G, g_vars, lpips, args, teacher=None) -> dict:
             if teacher is None:
                 raise ValueError("consistency needs the teacher: pass --teacher DIR")
             out = consistency(teacher[0], teacher[1], G, g_vars, lpips, args.consistency_samples,
-                              args.batch, args.seed, progress=progress_printer("consistency"))
+                              args.batch, args.seed, progress=progress.printer("consistency"))
             results.update({f"consistency_{k}": float(v) for k, v in out.items() if k != "num_samples"})
     return results
 
