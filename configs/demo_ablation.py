@@ -14,10 +14,10 @@ runs/demo_ablation/report.md gives each variant's mean ± std over the seeds and
 consistency against the step.
 Data, teacher, batch 8, lr 0.01 and shared noise are the demo's; the settings the demo tuned
 later for its own student are pinned back to those of the run the README records (40% of the
-channels, StyleKD's GAN weight 1, Adam b1 0, L1 on the final image only, 400 steps), so this
-command reproduces that table. About 12 x 6 minutes on an otherwise idle 2-core CPU (measured
-2026-12-02: 6.2 minutes a run). The README compares the orderings with the paper's Table 1
-(FFHQ 256, FID after 450k steps):
+channels, StyleKD's GAN weight 1, L1 weight 3 and style mixing 0.9, Adam b1 0, L1 on the final
+image only, 400 steps), so this command reproduces that table. About 12 x 6 minutes on an
+otherwise idle 2-core CPU (measured 2026-12-02: 6.2 minutes a run). The README compares the
+orderings with the paper's Table 1 (FFHQ 256, FID after 450k steps):
 random/random RGB+LPIPS 11.27, inherit/inherit 8.61, inherit/random 8.23, + LD 7.94.
 """
 
@@ -45,6 +45,8 @@ def get_config():
     config.loss.gan = 1.0
     config.loss.l1_intermediate = False
     config.adam_b1 = 0.0
+    config.loss.l1 = 3.0
+    config.loss.style_mixing = 0.9
     config.variants = {name: {"student": {"mapping_init": mapping, "synthesis_init": synthesis},
                               "loss": {"ld": ld}}
                        for name, (mapping, synthesis, ld) in VARIANTS.items()}
