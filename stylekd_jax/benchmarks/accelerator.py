@@ -76,10 +76,7 @@ def devices_section(smoke: bool) -> dict:
 
 def generator_section(smoke: bool, peaks: dict) -> list[dict]:
     from stylekd_jax.architecture import GeneratorConfig, generator_macs
-    from stylekd_jax.benchmarks.common import time_call
-    from stylekd_jax.benchmarks.generator import MODELS
-    from stylekd_jax.networks import make_generator
-    from stylekd_jax.networks.generator import init_generator
+    from stylekd_jax.benchmarks.generator import MODELS, benchmark
     if smoke:
         models = {"tiny-16": GeneratorConfig.teacher(16, channel_base=256, channel_max=32)}
         batches = (2,)
@@ -88,21 +85,14 @@ def generator_section(smoke: bool, peaks: dict) -> list[dict]:
         batches = (8, 32)
     rows = []
     for name, cfg in models.items():
-        variables = init_generator(cfg, jax.random.PRNGKey(0))
         for dtype in ("float32", "bfloat16"):
-            model = make_generator(cfg, jnp.dtype(dtype))
-            forward = jax.jit(lambda v, z, k, m=model: m.apply(v, z, noise_mode="random", rngs={"noise": k}))
             for batch in batches:
-                z = jnp.asarray(np.random.RandomState(0).randn(batch, cfg.z_dim), jnp.float32)
-                start = time.perf_counter()
-                compiled = forward.lower(variables, z, jax.random.PRNGKey(1)).compile()
-                compile_s = time.perf_counter() - start
-                seconds = time_call(compiled, variables, z, jax.random.PRNGKey(1),
-                                    min_seconds=0.2 if smoke else 2.0)
-                flop = 2.0 * generator_macs(cfg)
+                images_per_s, flops_per_s, compile_s = benchmark(
+                    cfg, batch, jnp.dtype(dtype), min_seconds=0.2 if smoke else 2.0)
                 rows.append(_speed({"model": name, "dtype": dtype, "batch": batch,
-                                    "compile_s": round(compile_s, 2), "images_per_s": batch / seconds,
-                                    "gflop_per_image": flop / 1e9}, flop * batch / seconds, dtype, peaks))
+                                    "compile_s": round(compile_s, 2), "images_per_s": images_per_s,
+                                    "gflop_per_image": 2.0 * generator_macs(cfg) / 1e9},
+                                   flops_per_s, dtype, peaks))
     return rows
 
 
@@ -114,60 +104,10 @@ def _speed(row: dict, flops_per_s: float, dtype: str, peaks: dict) -> dict:
     return row
 
 
-class Distillation:
-    """The trainer's compiled step for one config, dtype and batch, on a random teacher."""
-
-    def __init__(self, workdir: str, name: str, batch: int, dtype: str, **overrides):
-        from stylekd_jax import sharding
-        from stylekd_jax.benchmarks.distill import step_flops
-        from stylekd_jax.benchmarks.setups import distill_config
-        from stylekd_jax.train import build, jit_train_step, lazy_phases
-        self.config = distill_config(name, workdir, batch, dtype, **overrides)
-        self.setup, self.g_vars, self.d_init, consts = build(self.config)
-        self.mesh = sharding.make_mesh()
-        self.state_sharding = sharding.param_sharding(self.mesh, jax.eval_shape(self.fresh_state))
-        self.consts = jax.device_put(consts, sharding.replicated(self.mesh))
-        self.step_fn = jit_train_step(self.setup, self.mesh, self.state_sharding)
-        self.lazy_phases = lambda i: lazy_phases(self.config, i)
-        self.flops = sum(step_flops(self.config, self.setup.teacher_cfg, self.setup.g_cfg,
-                                    self.setup.d_cfg).values())
-        self.compiled, self.compile_s, self.temp_bytes = {}, {}, {}
-
-    def fresh_state(self):
-        from stylekd_jax.train import init_state
-        return init_state(self.setup, self.g_vars, self.d_init)
-
-    def device_state(self):
-        return jax.jit(self.fresh_state, out_shardings=self.state_sharding)()
-
-    def compile_all(self, state, real) -> None:
-        for kind in sorted({self.lazy_phases(i) for i in range(self.config.r1_interval)}):
-            start = time.perf_counter()
-            compiled = self.step_fn.lower(state, real, self.consts, *kind).compile()
-            name = "plain" if kind == (False, False) else "+".join(
-                n for n, on in zip(("R1", "PL"), kind) if on)
-            self.compile_s[name] = round(time.perf_counter() - start, 2)
-            memory = compiled.memory_analysis()
-            self.temp_bytes[name] = int(memory.temp_size_in_bytes) if memory is not None else None
-            self.compiled[kind] = compiled
-
-    def run(self, state, real_batches, first: int, count: int):
-        """`count` steps from step `first`; returns (state, [metrics of each step])."""
-        metrics = []
-        for i in range(first, first + count):
-            state, m = self.compiled[self.lazy_phases(i)](state, next(real_batches), self.consts)
-            metrics.append(m)
-        jax.block_until_ready(state)
-        return state, metrics
-
-
-def _repeat(x):
-    while True:
-        yield x
-
-
 def distill_section(workdir: str, smoke: bool, peaks: dict, keep: dict) -> list[dict]:
     from stylekd_jax import sharding
+    from stylekd_jax.benchmarks.distill import DistillationStep
+    from stylekd_jax.benchmarks.setups import distill_config
     name, batch = ("tiny", 4) if smoke else ("sg2-256", 16)
     rows = []
     # smoke: bf16 with remat only, and every step has R1 and PL: one program (a CPU minute to
@@ -175,31 +115,24 @@ def distill_section(workdir: str, smoke: bool, peaks: dict, keep: dict) -> list[
     kinds = [("bfloat16", True)] if smoke else [("float32", False), ("bfloat16", False), ("bfloat16", True)]
     for dtype, remat in kinds:
         extra = {"r1_interval": 1, "pl_interval": 1} if smoke else {}
-        d = Distillation(os.path.join(workdir, dtype + "_remat" * remat), name, batch, dtype,
-                         remat=remat, **extra)
+        d = DistillationStep(distill_config(name, os.path.join(workdir, dtype + "_remat" * remat), batch,
+                                            dtype, remat=remat, **extra))
         res = d.setup.d_cfg.resolution
         real = sharding.global_batch(d.mesh, np.random.RandomState(0).randint(
             0, 256, (batch, res, res, 3), np.uint8))
-        state = d.device_state()
-        d.compile_all(state, real)
-        period = d.config.r1_interval
-        state, _ = d.run(state, _repeat(real), 0, period)             # warm-up: every kind once
-        steps = period * (1 if smoke else 2)
-        start = time.perf_counter()
-        state, _ = d.run(state, _repeat(real), period, steps)
-        step_s = (time.perf_counter() - start) / steps
-        del state
+        step_s = d.seconds_per_step(real, periods=1 if smoke else 2)
+        flops = sum(d.flops.values())
         rows.append(_speed({"config": name, "resolution": res, "batch": batch, "dtype": dtype,
                             "remat": remat, "student": list(d.setup.g_cfg.channels), "compile_s": d.compile_s,
                             "step_s": step_s, "images_per_s": batch / step_s,
-                            "s_per_kimg": step_s * 1000 / batch, "gflop_per_step": d.flops / 1e9,
+                            "s_per_kimg": step_s * 1000 / batch, "gflop_per_step": flops / 1e9,
                             "compiled_temp_bytes": d.temp_bytes, "peak_bytes": peak_bytes()},
-                           d.flops / step_s, dtype, peaks))
+                           flops / step_s, dtype, peaks))
         keep.setdefault(dtype, d)   # the run section's step: without remat where it was measured
     return rows
 
 
-def run_section(workdir: str, smoke: bool, d: "Distillation") -> dict:
+def run_section(workdir: str, smoke: bool, d) -> dict:
     """`steps` distillation steps from a fresh state; the teacher's images are the real data."""
     from stylekd_jax import sharding
     from stylekd_jax.images import to_uint8

@@ -14,6 +14,7 @@ images. FLOPs per step are counted from the architectures (2 x multiply-accumula
 """
 
 import argparse
+import itertools
 import os
 import tempfile
 import time
@@ -58,6 +59,60 @@ def step_flops(config, teacher: GeneratorConfig, student: GeneratorConfig, d: Di
     return {k: 2.0 * m for k, m in macs.items()}
 
 
+class DistillationStep:
+    """The trainer's jitted step for `config` (`train.build` on its teacher), compiled once per
+    kind of step (plain, +path length, +R1 +path length), and its FLOPs by term (`step_flops`).
+    `benchmarks.accelerator` reuses it for its timings and its 100-step run."""
+
+    def __init__(self, config):
+        self.config = config
+        self.setup, self.g_vars, self.d_init, consts = build(config)
+        self.mesh = sharding.make_mesh()
+        self.state_sharding = sharding.param_sharding(self.mesh, jax.eval_shape(self.fresh_state))
+        self.consts = jax.device_put(consts, sharding.replicated(self.mesh))
+        self.step_fn = jit_train_step(self.setup, self.mesh, self.state_sharding)
+        self.flops = step_flops(config, self.setup.teacher_cfg, self.setup.g_cfg, self.setup.d_cfg)
+        self.compiled, self.compile_s, self.temp_bytes = {}, {}, {}
+
+    def fresh_state(self):
+        return init_state(self.setup, self.g_vars, self.d_init)
+
+    def device_state(self):
+        return jax.jit(self.fresh_state, out_shardings=self.state_sharding)()
+
+    def compile_all(self, state, real) -> None:
+        """Compiles each kind of step the schedule has; records seconds and temp memory per kind."""
+        for kind in sorted({lazy_phases(self.config, i) for i in range(self.config.r1_interval)}):
+            start = time.perf_counter()
+            compiled = self.step_fn.lower(state, real, self.consts, *kind).compile()
+            name = "plain" if kind == (False, False) else "+".join(
+                n for n, on in zip(("R1", "PL"), kind) if on)
+            self.compile_s[name] = round(time.perf_counter() - start, 2)
+            memory = compiled.memory_analysis()
+            self.temp_bytes[name] = int(memory.temp_size_in_bytes) if memory is not None else None
+            self.compiled[kind] = compiled
+
+    def run(self, state, real_batches, first: int, count: int):
+        """`count` steps from step `first`; returns (state, [metrics of each step])."""
+        metrics = []
+        for i in range(first, first + count):
+            state, m = self.compiled[lazy_phases(self.config, i)](state, next(real_batches), self.consts)
+            metrics.append(m)
+        jax.block_until_ready(state)
+        return state, metrics
+
+    def seconds_per_step(self, real, periods: int) -> float:
+        """Compiles every kind of step, warms up with one R1 period, then times `periods` more
+        on the batch `real` (whole periods: the lazy phases come at their real rates)."""
+        state = self.device_state()
+        self.compile_all(state, real)
+        period = self.config.r1_interval
+        state, _ = self.run(state, itertools.repeat(real), 0, period)
+        start = time.perf_counter()
+        state, _ = self.run(state, itertools.repeat(real), period, periods * period)
+        return (time.perf_counter() - start) / (periods * period)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--resolution", type=int, default=256)
@@ -80,49 +135,27 @@ def main(argv=None) -> None:
             "teacher": teacher_dir, "data.source": "folder:unused", "batch_size": args.batch,
             "student.keep_ratio": args.keep_ratio, "dtype": args.dtype, "loss.lpips": args.lpips,
             "loss.ld_layers": tuple(i for i in (2, 3, 4, 5) if 4 * 2 ** i <= args.resolution)})
-        setup, g_vars, d_key, consts = build(config)
-    mesh = sharding.make_mesh()
-    state = init_state(setup, g_vars, d_key)
-    state_sharding = sharding.param_sharding(mesh, state)
-    state = jax.device_put(state, state_sharding)
-    consts = jax.device_put(consts, sharding.replicated(mesh))
-    step_fn = jit_train_step(setup, mesh, state_sharding)
-    real = sharding.global_batch(mesh, np.random.RandomState(0).randint(
+        step = DistillationStep(config)
+    real = sharding.global_batch(step.mesh, np.random.RandomState(0).randint(
         0, 256, (args.batch, args.resolution, args.resolution, 3), np.uint8))
 
     print(f"device: {device_description()}")
-    period = config.r1_interval   # a whole number of R1 periods, so lazy phases come at their real rates
-    steps = max(1, -(-args.steps // period)) * period
-    kinds = sorted({lazy_phases(config, i) for i in range(period)})
+    periods = max(1, -(-args.steps // config.r1_interval))
     start = time.perf_counter()
-    compiled = {kind: step_fn.lower(state, real, consts, *kind).compile() for kind in kinds}
-    print(f"compile: {time.perf_counter() - start:.1f} s ({len(kinds)} kinds of step: plain / +PL / +R1+PL)")
+    seconds = step.seconds_per_step(real, periods)
+    print(f"compile, warm-up ({config.r1_interval} steps) and {periods * config.r1_interval} timed steps: "
+          f"{time.perf_counter() - start:.1f} s; compile per kind of step (s): {step.compile_s}")
 
-    def run(first: int, count: int):
-        nonlocal state
-        for i in range(first, first + count):
-            state, metrics = compiled[lazy_phases(config, i)](state, real, consts)
-        jax.block_until_ready(metrics)
-
-    start = time.perf_counter()
-    run(0, period)   # warm-up: every kind of step once
-    print(f"warm-up ({period} steps): {time.perf_counter() - start:.1f} s")
-    start = time.perf_counter()
-    run(period, steps)
-    seconds = (time.perf_counter() - start) / steps
-
-    flops = step_flops(config, teacher, setup.g_cfg, setup.d_cfg)
-    total = sum(flops.values())
+    total = sum(step.flops.values())
     peak = measured_peak_flops(jnp.dtype(args.dtype))
-    print(f"teacher {args.resolution}px config-f -> student {list(setup.g_cfg.channels)}, "
+    print(f"teacher {args.resolution}px config-f -> student {list(step.setup.g_cfg.channels)}, "
           f"batch {args.batch}, {args.dtype}, LPIPS weight {args.lpips}")
-    for name, f in flops.items():
+    for name, f in step.flops.items():
         print(f"  {name:42s} {f / 1e9:10.1f} GFLOP/step")
     print(f"  {'total':42s} {total / 1e9:10.1f} GFLOP/step")
     print(f"steps/s {1 / seconds:.3f}   images/s {args.batch / seconds:.2f}   "
           f"{total / seconds / 1e9:.1f} GFLOP/s = {total / seconds / peak:.1%} of the measured peak "
           f"({peak / 1e9:.0f} GFLOP/s)")
-
 
 if __name__ == "__main__":
     main()
