@@ -86,6 +86,11 @@ def freeze_mapping(tx: optax.GradientTransformation) -> optax.GradientTransforma
     return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
 
 
+def data_devices(s: Setup) -> int:
+    """How many ways the step splits its batch: the mesh's 'data' size (1 outside jit_train_step)."""
+    return 1 if s.batch_sharding is None else s.batch_sharding.mesh.shape["data"]
+
+
 def split_over_data(x: jax.Array, s: Setup) -> jax.Array:
     """A batch-major array drawn inside the step, split over 'data' as the real images are.
 
@@ -94,7 +99,7 @@ def split_over_data(x: jax.Array, s: Setup) -> jax.Array:
     the per-device FLOPs grew with the number of devices (data 8: 9x the architecture count).
     A batch the 'data' devices do not divide is left to XLA (path_length_batch avoids one).
     """
-    if s.batch_sharding is None or x.shape[0] % s.batch_sharding.mesh.shape["data"]:
+    if s.batch_sharding is None or x.shape[0] % data_devices(s):
         return x
     return jax.lax.with_sharding_constraint(x, s.batch_sharding)
 
@@ -257,8 +262,7 @@ def g_pl_loss(g_params, g_buffers, pl_mean, key, s: Setup):
     c = s.config
     k_lat, k_pl, k_noise = jax.random.split(key, 3)
     g_vars = {"params": g_params, "buffers": g_buffers}
-    data_devices = 1 if s.batch_sharding is None else s.batch_sharding.mesh.shape["data"]
-    latents = sample_latents(k_lat, path_length_batch(c.batch_size, c.pl_batch_shrink, data_devices),
+    latents = sample_latents(k_lat, path_length_batch(c.batch_size, c.pl_batch_shrink, data_devices(s)),
                              s.g_cfg.z_dim, s.g_cfg.num_ws, c.loss.style_mixing, s)
     ws, _ = mixed_ws(s.G, g_vars, latents)
     synthesize = lambda w: s.G.apply(g_vars, w, "random", method="synthesize",  # noqa: E731
