@@ -157,5 +157,6 @@ def main(argv=None) -> None:
           f"{total / seconds / 1e9:.1f} GFLOP/s = {total / seconds / peak:.1%} of the measured peak "
           f"({peak / 1e9:.0f} GFLOP/s)")
 
+
 if __name__ == "__main__":
     main()
