@@ -11,7 +11,9 @@ flag above; rerunning resumes). Without --config.total_steps it goes on to 10 00
 Measured (2026-12-02): FD-VGG 2k to the real scenes 0.78 / 0.61 / 0.55 after 2000 / 4000 /
 6000 steps (the 800-step teacher the demo used to train itself: 1.25). Its samples hold one
 saturated shape with edges on a plain background, mostly ellipses; the real scenes' squares,
-triangles, second shapes and gradient backgrounds are still rare.
+triangles, second shapes and gradient backgrounds are still rare. Tried for 2000 steps
+(2026-12-03), each worse than this config's 0.78: lr 0.005, 0.89; R1 gamma 0.0128 (NVlabs'
+0.0002 res^2 / batch), 0.85.
 Data (5000 scenes of procedural.py, seed 0, in WORKDIR/data) and the small-resolution
 settings are configs/demo.py's (`scenes_config`, not the student's tuning); the network, batch,
 learning rate and EMA are set here; the GAN weight (1) and Adam b1 (0) are NVlabs' defaults.
