@@ -277,6 +277,60 @@ def test_stylegan3_onnx_and_state_dict(sg3):
     assert "generator_nvlabs.pt read back (4 seeds): max |diff|" in stdout
 
 
+def test_the_out_folder_holds_only_the_verified_files(sg2_k3, sg2_k1):
+    """No staging folder or stray file is left beside the exports."""
+    assert sorted(os.listdir(sg2_k3[2])) == sorted([
+        "generator_nvlabs.json", "generator_nvlabs.pt", "generator_stylekd.pt", "model.onnx",
+        "model.tflite", "model_float16.tflite", "model_int8.tflite", "savedmodel"])
+    assert sorted(os.listdir(sg2_k1[2])) == sorted([
+        "generator_nvlabs.json", "generator_nvlabs.pt", "generator_stylekd.pt", "model.tflite"])
+
+
+@pytest.fixture
+def small_checkpoint(tmp_path):
+    sg2_checkpoint(tmp_path / "ckpt", SG2_K1, 1, seed=4)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "generator_stylekd.pt").write_bytes(b"an earlier, verified export")
+    return tmp_path / "ckpt", out
+
+
+def test_a_file_that_fails_verification_is_not_written(small_checkpoint, monkeypatch):
+    """A runtime that gives other images (here: the read-back weights, perturbed): exit 2, the
+    error names the file, and the earlier export at that path is left as it was."""
+    from stylekd_jax.export import torch_formats
+    read_back = torch_formats.read_back
+
+    def perturbed(cfg, path):
+        back_cfg, back = read_back(cfg, path)
+        return back_cfg, jax.tree_util.tree_map(lambda a: a * 1.5 if a.dtype.kind == "f" else a, back)
+
+    monkeypatch.setattr(torch_formats, "read_back", perturbed)
+    ckpt, out = small_checkpoint
+    rc, _, err = run_export(["--checkpoint", ckpt, "--out", out, "--format", "torch"])
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "does not reproduce the generator" in err
+    assert f"{out / 'generator_stylekd.pt'} not written" in err
+    assert os.listdir(out) == ["generator_stylekd.pt"]
+    assert (out / "generator_stylekd.pt").read_bytes() == b"an earlier, verified export"
+
+
+def test_an_interrupted_export_leaves_nothing_behind(small_checkpoint, monkeypatch):
+    """Ctrl-C while a written file is being checked: no partial or unchecked file in out."""
+    from stylekd_jax.export import torch_formats
+
+    def interrupted(cfg, path):
+        assert os.path.getsize(path) > 0   # the file was written, into the staging folder
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch_formats, "read_back", interrupted)
+    ckpt, out = small_checkpoint
+    with pytest.raises(KeyboardInterrupt):
+        run_export(["--checkpoint", ckpt, "--out", out, "--format", "torch"])
+    assert os.listdir(out) == ["generator_stylekd.pt"]
+    assert (out / "generator_stylekd.pt").read_bytes() == b"an earlier, verified export"
+
+
 # ---------------------------------------------------------------------------------------
 # Bad input: one line, exit 2
 

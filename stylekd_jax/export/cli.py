@@ -7,12 +7,16 @@
 Every file is loaded back in its own runtime (onnxruntime, TensorFlow, the TFLite interpreter,
 the project's torch-free reader and converter) and run on the z of fixed seeds; the command
 prints the largest difference from the JAX generator and fails (exit 2, one `error:` line)
-when an export does not reproduce it (see `signature` for the bounds).
+when an export does not reproduce it (see `signature` for the bounds). A file reaches --out
+only once it verified (it is written and checked in a hidden `.partial-*` folder there, then
+renamed), so a failed or interrupted export never leaves a broken file where a good one was.
 """
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -75,9 +79,24 @@ def _step(label: str, fn, *args):
     return result
 
 
+def _publish(staged: str, out_dir: str) -> str:
+    """Move a verified file (or SavedModel folder) from the staging folder to its place in
+    out_dir with a rename: the path holds the previous export or this one, never part of one."""
+    final = os.path.join(out_dir, os.path.basename(staged))
+    if os.path.isdir(staged) and os.path.exists(final):
+        os.replace(final, staged + ".previous")   # inside the staging folder, removed with it
+    os.replace(staged, final)
+    return final
+
+
 def export_all(cfg, variables, sig: Signature, formats, precisions, out_dir: str,
                batch: int = 1, seeds=(0, 1, 2, 3)) -> list[tuple[str, str]]:
-    """Write and verify every requested file; returns [(path, verification line)]."""
+    """Write and verify every requested file; returns [(path, verification line)].
+
+    Each file is written into a hidden staging folder in out_dir (`.partial-*`), run back, and
+    only then renamed into out_dir: an export that fails verification, or is interrupted, never
+    leaves a file (nor replaces an earlier good one) at a path a user would load.
+    """
     from stylekd_jax.export import onnx_format, tf_formats, torch_formats
     os.makedirs(out_dir, exist_ok=True)
     specs = input_specs(cfg, sig)
@@ -88,52 +107,65 @@ def export_all(cfg, variables, sig: Signature, formats, precisions, out_dir: str
     inputs = example_inputs(cfg, variables, sig, seeds)
     want = reference_images(cfg, variables, sig, seeds)
     done = []
+    staging = tempfile.mkdtemp(prefix=".partial-", dir=out_dir)
 
-    def report(path, line):
+    def verified(staged, what, got, precision="float32"):
+        """Compare, then publish; a failure names the path that was left untouched."""
+        try:
+            line = compare(what, got, want, sig, precision)
+        except ExportError as e:
+            raise ExportError(f"{e} ({os.path.join(out_dir, os.path.basename(staged))} not "
+                              "written)") from None
+        path = _publish(staged, out_dir)
         print(f"  {line}", flush=True)
         done.append((path, line))
 
-    for fmt in formats:
-        print(f"{fmt}:", flush=True)
-        if fmt == "onnx":
-            path = os.path.join(out_dir, ONNX_FILE)
-            _step("converting with jax2onnx", onnx_format.export, fn, specs, path)
-            got = _step("running in onnxruntime", onnx_format.run, path, inputs)
-            report(path, compare(f"onnx float32 (dynamic batch, {len(seeds)} seeds)", got, want, sig))
-        elif fmt == "savedmodel":
-            path = os.path.join(out_dir, SAVEDMODEL_DIR)
-            _step("converting with jax2tf", tf_formats.export_savedmodel, fn, specs, path)
-            got = _step("running in TensorFlow", tf_formats.run_savedmodel, path, specs, inputs)
-            report(path, compare(f"savedmodel float32 (dynamic batch, {len(seeds)} seeds)", got, want, sig))
-        elif fmt == "tflite":
-            for precision in precisions.get("tflite", DEFAULT_PRECISIONS["tflite"]):
-                path = os.path.join(out_dir, tflite_name(precision))
-                _step(f"converting {precision} (batch {batch})", tf_formats.export_tflite, fn, specs,
-                      path, precision, batch)
-                got = _step("running in the TFLite interpreter", tf_formats.run_tflite, path, specs, inputs)
-                report(path, compare(f"tflite {precision} (batch {batch}, {len(seeds)} seeds)", got, want,
-                                     sig, precision))
-        elif fmt == "torch":
-            paths = _step("writing torch files", torch_formats.export, cfg, variables, out_dir)
-            for path in paths:
-                if path.endswith(".json"):
-                    done.append((path, "constructor kwargs of the NVlabs Generator"))
-                    continue
-                back_cfg, back = _step(f"reading {os.path.basename(path)} back with the converter",
-                                       torch_formats.read_back, cfg, path)
-                if back_cfg.channels != cfg.channels or back_cfg.kernel_size != cfg.kernel_size:
-                    raise ExportError(f"{path} reads back as channels {list(back_cfg.channels)} "
-                                      f"kernel {back_cfg.kernel_size}, expected {list(cfg.channels)} "
-                                      f"kernel {cfg.kernel_size}")
-                got = reference_images(back_cfg, back, sig, seeds)
-                report(path, compare(f"{os.path.basename(path)} read back ({len(seeds)} seeds)",
-                                     got, want, sig))
-            if torch_formats.rosinality_unsupported(cfg):
-                print(f"  note: no {torch_formats.ROSINALITY_FILE}: "
-                      f"{torch_formats.rosinality_unsupported(cfg)}")
-            note = torch_formats.nvlabs_kwargs(cfg).get("note")
-            if note:
-                print(f"  note: {note}")
+    try:
+        for fmt in formats:
+            print(f"{fmt}:", flush=True)
+            if fmt == "onnx":
+                staged = os.path.join(staging, ONNX_FILE)
+                _step("converting with jax2onnx", onnx_format.export, fn, specs, staged)
+                got = _step("running in onnxruntime", onnx_format.run, staged, inputs)
+                verified(staged, f"onnx float32 (dynamic batch, {len(seeds)} seeds)", got)
+            elif fmt == "savedmodel":
+                staged = os.path.join(staging, SAVEDMODEL_DIR)
+                _step("converting with jax2tf", tf_formats.export_savedmodel, fn, specs, staged)
+                got = _step("running in TensorFlow", tf_formats.run_savedmodel, staged, specs, inputs)
+                verified(staged, f"savedmodel float32 (dynamic batch, {len(seeds)} seeds)", got)
+            elif fmt == "tflite":
+                for precision in precisions.get("tflite", DEFAULT_PRECISIONS["tflite"]):
+                    staged = os.path.join(staging, tflite_name(precision))
+                    _step(f"converting {precision} (batch {batch})", tf_formats.export_tflite, fn,
+                          specs, staged, precision, batch)
+                    got = _step("running in the TFLite interpreter", tf_formats.run_tflite, staged,
+                                specs, inputs)
+                    verified(staged, f"tflite {precision} (batch {batch}, {len(seeds)} seeds)", got,
+                             precision)
+            elif fmt == "torch":
+                staged_paths = _step("writing torch files", torch_formats.export, cfg, variables, staging)
+                for staged in staged_paths:
+                    name = os.path.basename(staged)
+                    if staged.endswith(".json"):   # last: after the state dict it describes verified
+                        done.append((_publish(staged, out_dir), "constructor kwargs of the NVlabs Generator"))
+                        continue
+                    back_cfg, back = _step(f"reading {name} back with the converter",
+                                           torch_formats.read_back, cfg, staged)
+                    if back_cfg.channels != cfg.channels or back_cfg.kernel_size != cfg.kernel_size:
+                        raise ExportError(f"{name} reads back as channels {list(back_cfg.channels)} "
+                                          f"kernel {back_cfg.kernel_size}, expected {list(cfg.channels)} "
+                                          f"kernel {cfg.kernel_size} ({os.path.join(out_dir, name)} "
+                                          "not written)")
+                    verified(staged, f"{name} read back ({len(seeds)} seeds)",
+                             reference_images(back_cfg, back, sig, seeds))
+                if torch_formats.rosinality_unsupported(cfg):
+                    print(f"  note: no {torch_formats.ROSINALITY_FILE}: "
+                          f"{torch_formats.rosinality_unsupported(cfg)}")
+                note = torch_formats.nvlabs_kwargs(cfg).get("note")
+                if note:
+                    print(f"  note: {note}")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return done
 
 
