@@ -31,6 +31,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.teacher = ""                      # converted teacher checkpoint dir; empty = plain training
     # Train the teacher first: with `teacher` empty and this > 0, `generator` is trained plainly
     # on the same data for this many steps in WORKDIR/teacher, then distilled from.
+    # Plain training only: start G, G_ema and D from this checkpoint (a converted pickle, or a run's
+    # export) instead of random weights, with fresh optimizer state: fine-tuning, or continuing a
+    # run whose checkpoints are gone. Its architecture replaces `generator`'s.
+    c.init_from = ""
     c.teacher_training = ml_collections.ConfigDict()
     c.teacher_training.total_steps = 0
     # Variants of this config, {name: {nested overrides}}: each runs in WORKDIR/NAME (sharing the
@@ -205,6 +209,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
     if c.student.discriminator_init not in DISCRIMINATOR_INITS:
         fail("student.discriminator_init", f"must be one of {DISCRIMINATOR_INITS}, "
              f"got {c.student.discriminator_init!r}")
+    if c.init_from and (c.teacher or c.teacher_training.total_steps):
+        fail("init_from", "starts plain training from a checkpoint; a student starts from its "
+             "teacher (config.student.*_init): leave init_from empty when distilling")
+    if c.init_from and not os.path.isdir(os.path.expanduser(c.init_from)):
+        fail("init_from", f"{c.init_from} is not a folder; give a checkpoint folder (a run's "
+             "WORKDIR/student, or a file converted by tools/convert_torch_weights.py)")
     if c.student.discriminator_init == "inherit" and not (c.teacher or c.teacher_training.total_steps):
         fail("student.discriminator_init", "'inherit' needs a teacher with a discriminator "
              "(--config.teacher=DIR)")

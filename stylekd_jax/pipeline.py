@@ -107,6 +107,8 @@ def network_signature(config, teacher) -> dict:
     if teacher is not None and (config.teacher or config.teacher_training.total_steps):
         keys = ("student.channels", "student.keep_ratio", "student.kernel_size", "student.mapping_features")
         signature = {"teacher": teacher.to_dict()}
+    elif config.init_from:   # its architecture, not config.generator's
+        keys, signature = (), {"init_from": checkpoint.read_architecture(config.init_from)[0].to_dict()}
     else:
         keys = tuple(f"generator.{k}" for k in config.generator.keys())
         signature = {}
@@ -128,6 +130,7 @@ def check_same_networks(config, run_dir: str, teacher) -> None:
         return
     now = network_signature(config, teacher)
     changed = [("the teacher's architecture (config.teacher)" if k == "teacher" else
+                "the architecture of config.init_from" if k == "init_from" else
                 f"config.{k} was {started.get(k)!r}, now {now.get(k)!r}")
                for k in sorted(set(started) | set(now)) if started.get(k) != now.get(k)]
     if changed:
@@ -232,6 +235,6 @@ def _run_once(config, run_dir: str, stages: StageLog, stage: str) -> None:
 
 
 def _resolution(config) -> int:
-    if config.teacher:
-        return checkpoint.read_architecture(config.teacher)[0].resolution
+    if config.teacher or config.init_from:
+        return checkpoint.read_architecture(config.teacher or config.init_from)[0].resolution
     return config.generator.resolution

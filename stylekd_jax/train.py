@@ -15,6 +15,7 @@ PL: Python branches, not lax.cond, which makes XLA:CPU run convolutions ~180x sl
 """
 
 import argparse
+import functools
 import os
 import time
 from typing import Any, NamedTuple
@@ -275,8 +276,8 @@ def g_pl_loss(g_params, g_buffers, pl_mean, key, s: Setup):
 def ema_decay(config, step: jax.Array) -> jax.Array:
     """Per-step EMA decay; with `ema_rampup` r the half-life is at most r x (images seen so far)
     (NVlabs: beta = 0.5 ** (batch / min(ema_nimg, cur_nimg * r))), so short runs are not
-    dominated by their first random weights."""
-    if config.ema_rampup is None:
+    dominated by their first random weights; none with `init_from`, whose weights are trained."""
+    if config.ema_rampup is None or config.init_from:
         return jnp.asarray(config.ema_decay, jnp.float32)
     ramp = 0.5 ** (1.0 / jnp.maximum(step.astype(jnp.float32) * config.ema_rampup, 1e-8))
     return jnp.minimum(config.ema_decay, ramp)
@@ -393,12 +394,17 @@ def build(config) -> tuple[Setup, dict, dict, dict]:
         if config.loss.ld > 0:
             consts["directions"] = jnp.asarray(training_directions(
                 teacher_cfg, teacher_vars, mode=config.loss.ld_directions, ld_layers=config.loss.ld_layers))
+    elif config.init_from:
+        g_cfg, _, nets = initial_networks(config.init_from)
+        g_vars = nets["g"] if "g" in nets else nets["g_ema"]
     else:
         g_cfg = generator_config(config.generator)
         g_vars = init_generator(g_cfg, k_g)
     d_cfg = _discriminator_config(config, g_cfg if teacher_cfg is None else teacher_cfg)
     if config.teacher and config.student.discriminator_init == "inherit":
         d_init = inherit_discriminator(config.teacher, d_cfg)   # D's variables instead of a key
+    if config.init_from and "d" in initial_networks(config.init_from)[2]:
+        d_init = initial_networks(config.init_from)[2]["d"]
     lpips = None
     if config.teacher and config.loss.lpips > 0:
         consts["lpips"] = load_lpips_params(config.loss.lpips_weights or None)
@@ -416,6 +422,22 @@ def build(config) -> tuple[Setup, dict, dict, dict]:
     return setup, g_vars, d_init, consts
 
 
+@functools.lru_cache(maxsize=1)
+def initial_networks(directory: str):
+    """(generator cfg, D cfg or None, {'g' and/or 'g_ema', maybe 'd': float32 variables}) of
+    config.init_from, read once per run."""
+    _, _, info = checkpoint.read_architecture(directory)
+    stored = [n for n in ("g", "g_ema", "d") if n in info.get("networks", [])]
+    if not {"g", "g_ema"} & set(stored):
+        raise ValueError(f"config.init_from: {directory} holds no generator (networks: "
+                         f"{info.get('networks', [])})")
+    g_cfg, d_cfg, nets = checkpoint.load(directory, tuple(stored))
+    nets = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), nets)
+    logging.info("init_from %s: %s (D %s)", directory, ", ".join(stored),
+                 "stored" if "d" in nets else "random: the checkpoint has none")
+    return g_cfg, d_cfg, nets
+
+
 def generator_config(gc: ml_collections.ConfigDict) -> GeneratorConfig | StyleGAN3Config:
     """The network `config.generator` describes (plain training, and a teacher trained first)."""
     mapping = dict(z_dim=gc.z_dim, w_dim=gc.w_dim, mapping_features=(gc.w_dim,) * gc.mapping_layers)
@@ -429,8 +451,8 @@ def generator_config(gc: ml_collections.ConfigDict) -> GeneratorConfig | StyleGA
 def _discriminator_config(config, reference: GeneratorConfig) -> DiscriminatorConfig:
     """The teacher checkpoint's own D architecture when it has one, else channels per
     resolution taken from the (teacher) generator: a D as strong as the teacher's."""
-    if config.teacher:
-        _, d_cfg, _ = checkpoint.read_architecture(config.teacher)
+    if config.teacher or config.init_from:
+        _, d_cfg, _ = checkpoint.read_architecture(config.teacher or config.init_from)
         if d_cfg is not None:
             return d_cfg
     if isinstance(reference, StyleGAN3Config):
@@ -462,14 +484,18 @@ def _copy_arrays(tree):
 
 
 def init_state(setup: Setup, g_vars, d_init) -> TrainState:
-    """The step-0 state; `d_init` is D's PRNG key, or D's variables when inherited (`build`)."""
+    """The step-0 state; `d_init` is D's PRNG key, or D's variables when inherited (`build`).
+    G_ema starts as G, or as config.init_from's g_ema when it has one."""
     c = setup.config
     img = jnp.zeros((c.batch_size, setup.d_cfg.resolution, setup.d_cfg.resolution, 3))
     # Compiled, as init_generator: op by op, D's forward and a copy per array each compile once.
     d_vars = (_copy_arrays(d_init) if isinstance(d_init, dict) else jax.jit(setup.D.init)(d_init, img))
     g_vars = _copy_arrays(g_vars)   # own buffers: the state is donated
+    g_ema = g_vars["params"]
+    if c.init_from and "g_ema" in initial_networks(c.init_from)[2]:
+        g_ema = initial_networks(c.init_from)[2]["g_ema"]["params"]
     return TrainState(step=jnp.asarray(0, jnp.int32), g=g_vars,
-                      g_ema=_copy_arrays(g_vars["params"]), d=d_vars,
+                      g_ema=_copy_arrays(g_ema), d=d_vars,
                       g_opt=jax.jit(setup.g_tx.init)(g_vars["params"]),
                       d_opt=jax.jit(setup.d_tx.init)(d_vars["params"]),
                       pl_mean=jnp.asarray(0.0, jnp.float32),

@@ -66,6 +66,9 @@ def test_table2_arguments_and_bad_arguments():
     ({"data.source": ""}, "data.source"),
     ({"teacher": ""}, "teacher"),
     ({"dtype": "float16"}, "dtype"),
+    ({"init_from": "/tmp"}, "init_from"),                 # with a teacher: a student starts from it
+    ({"teacher": "", "init_from": "/no/such/checkpoint", "loss.l1": 0.0, "loss.lpips": 0.0,
+      "loss.ld": 0.0}, "init_from"),
     ({"eval.metrics": "consistency", "eval.every_metrics": "consistency"}, "eval.every_metrics"),
     ({"eval.metrics": "consistency", "eval.every_steps": 10, "eval.every_metrics": "fid"},
      "eval.every_metrics"),

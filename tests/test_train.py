@@ -206,6 +206,44 @@ def test_two_stage_mapping_mimic_fits_the_teacher_mapping(tiny_teacher, tiny_dat
     assert writer.values[-1] < writer.values[0]
 
 
+def test_init_from_starts_g_g_ema_and_d_from_the_checkpoint(tmp_path, tiny_data):
+    """Plain training from a checkpoint: the step-0 state holds its g, g_ema and d (three
+    different networks here), its architecture replaces config.generator's, the run's data
+    resolution and resume signature follow it, and the EMA does not ramp up again."""
+    import jax.numpy as jnp
+    from stylekd_jax import pipeline
+    from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig
+    from stylekd_jax.config import base_config, validate
+    from stylekd_jax.networks import Discriminator
+    from stylekd_jax.networks.generator import init_generator
+    from stylekd_jax.train import build, ema_decay, init_state
+
+    cfg = GeneratorConfig.teacher(16, channel_base=256, channel_max=32, z_dim=16, w_dim=16,
+                                  mapping_features=(16, 16))
+    d_cfg = DiscriminatorConfig.teacher(16, channel_base=256, channel_max=32)
+    nets = {"g": init_generator(cfg, jax.random.PRNGKey(1)),
+            "g_ema": init_generator(cfg, jax.random.PRNGKey(2)),
+            "d": Discriminator(d_cfg).init(jax.random.PRNGKey(3), jnp.zeros((1, 16, 16, 3)))}
+    nets = jax.tree_util.tree_map(np.asarray, nets)
+    path = str(tmp_path / "trained")
+    checkpoint.save(path, nets, cfg, d_cfg)
+
+    config = base_config()
+    config.update_from_flattened_dict({
+        "init_from": path, "data.source": f"folder:{tiny_data}", "batch_size": 8, "loss.l1": 0.0,
+        "loss.lpips": 0.0, "loss.ld": 0.0, "generator.resolution": 64, "ema_rampup": 0.05})
+    validate(config)
+    setup, g_vars, d_init, _ = build(config)
+    state = init_state(setup, g_vars, d_init)
+    assert setup.g_cfg == cfg and setup.d_cfg == d_cfg
+    assert_trees_close(state.g, nets["g"], rtol=0, atol=0)
+    assert_trees_close(state.g_ema, nets["g_ema"]["params"], rtol=0, atol=0)
+    assert_trees_close(state.d, nets["d"], rtol=0, atol=0)
+    assert pipeline._resolution(config) == 16
+    assert pipeline.network_signature(config, None) == {"init_from": cfg.to_dict()}
+    assert float(ema_decay(config, jnp.asarray(1))) == pytest.approx(config.ema_decay)
+
+
 @pytest.mark.parametrize("batch, data_devices, expected", [
     (8, 1, 4),     # one device: batch // shrink, as before
     (16, 8, 8),    # shares of 2 shrink to 1: the same as batch // shrink
