@@ -29,12 +29,12 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.teacher = ""                      # converted teacher checkpoint dir; empty = plain training
-    # Train the teacher first: with `teacher` empty and this > 0, `generator` is trained plainly
-    # on the same data for this many steps in WORKDIR/teacher, then distilled from.
     # Plain training only: start G, G_ema and D from this checkpoint (a converted pickle, or a run's
     # export) instead of random weights, with fresh optimizer state: fine-tuning, or continuing a
     # run whose checkpoints are gone. Its architecture replaces `generator`'s.
     c.init_from = ""
+    # Train the teacher first: with `teacher` empty and this > 0, `generator` is trained plainly
+    # on the same data for this many steps in WORKDIR/teacher, then distilled from.
     c.teacher_training = ml_collections.ConfigDict()
     c.teacher_training.total_steps = 0
     # Variants of this config, {name: {nested overrides}}: each runs in WORKDIR/NAME (sharing the

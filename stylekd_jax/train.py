@@ -459,8 +459,9 @@ def _discriminator_config(config, reference: GeneratorConfig) -> DiscriminatorCo
         # NVlabs trains StyleGAN3 with the StyleGAN2 discriminator of the run's --cbase/--cmax
         # (the R config doubles only G's channels), clamped at 256.
         gc = config.generator
-        base, cmax = (gc.channel_base, gc.channel_max) if not config.teacher else (32768, 512)
-        if not config.teacher and gc.family == "stylegan3-r":
+        converted = config.teacher or config.init_from   # a checkpoint without its D
+        base, cmax = (gc.channel_base, gc.channel_max) if not converted else (32768, 512)
+        if not converted and gc.family == "stylegan3-r":
             base, cmax = base // 2, cmax // 2
         return DiscriminatorConfig.teacher(reference.resolution, base, cmax, conv_clamp=256.0)
     per_res = {r: reference.channels[max(2 * k, 1)] for k, r in enumerate(reference.block_resolutions)}
