@@ -32,6 +32,7 @@ import math
 import os
 import sys
 import time
+import zipfile
 
 import jax
 import numpy as np
@@ -87,7 +88,11 @@ def real_statistics(source: str, resolution: int, featurize, feature_key: str, b
     key = f"{source}|{_source_version(source)}|{resolution}|{feature_key}|{total}"
     path = os.path.join(cache_dir, hashlib.sha1(key.encode()).hexdigest()[:16] + ".npz")
     if os.path.isfile(path) and not keep_features:
-        return FeatureStats.load(path, key=key)
+        try:
+            return FeatureStats.load(path, key=key)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:   # damaged: compute anew
+            print(f"recomputing the real-image statistics: the cached {path} cannot be read "
+                  f"({type(e).__name__})", flush=True)
     stats = FeatureStats(keep_features=keep_features, key=key)
     data = input_pipeline.make_dataset(source, resolution, batch, flip=False)
     try:

@@ -107,3 +107,27 @@ def test_cached_real_statistics_are_recomputed_when_the_images_change(tmp_path):
     time.sleep(0.01)
     write(200)                                          # same path, same count, other images
     assert np.all(stats() > first + 1.0)
+
+
+def test_a_damaged_statistics_cache_is_recomputed_and_replaced(tmp_path, capsys):
+    """A cache file cut short (a save killed before the atomic write existed, a full disk): the
+    statistics are computed again and the file rewritten, not an error at every evaluation."""
+    from stylekd_jax.evaluate import real_statistics
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8, 3), 10 * i, np.uint8)).save(folder / f"{i}.png")
+
+    def stats():
+        return real_statistics(f"folder:{folder}", 8, lambda x: np.asarray(x).mean(axis=(1, 2)),
+                               "mean-colour", 2, str(tmp_path / "cache"), lambda done, total: None,
+                               False).mean
+
+    first = stats()
+    (cached,) = list((tmp_path / "cache").iterdir())
+    cached.write_bytes(cached.read_bytes()[:100])
+    np.testing.assert_allclose(stats(), first)
+    assert "cannot be read" in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [cached.name]   # no temp file left
+    np.testing.assert_allclose(stats(), first)
+    assert "cannot be read" not in capsys.readouterr().out                     # rewritten whole

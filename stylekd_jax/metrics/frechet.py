@@ -77,14 +77,21 @@ class FeatureStats:
         return np.concatenate(self._rows) if self._rows else np.zeros((0, self.dim or 0), np.float32)
 
     def save(self, path: str) -> None:
-        """Write an .npz: key, n, raw moments (and the feature rows when kept)."""
+        """Write an .npz: key, n, raw moments (and the feature rows when kept). Written beside
+        `path` and renamed, so an interrupted save leaves no truncated file there."""
         self._check_nonempty()
         arrays = dict(key=np.array(self.key), n=np.array(self.n, np.int64), sum=self._sum,
                       sum_sq=self._sum_sq)
         if self.keep_features:
             arrays["features"] = self.features
-        with open(os.fspath(path), "wb") as f:  # a file object: np.savez adds no '.npz' suffix
-            np.savez(f, **arrays)
+        tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
+        try:
+            with open(tmp, "wb") as f:  # a file object: np.savez adds no '.npz' suffix
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
     @classmethod
     def load(cls, path: str, key: str | None = None) -> "FeatureStats":
