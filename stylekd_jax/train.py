@@ -555,11 +555,16 @@ def sample_grid(teacher, student) -> np.ndarray:
 
 
 def export_student(workdir: str, setup: Setup, state: TrainState) -> None:
-    """Write the student as a generator checkpoint `generate` loads (EMA as g_ema)."""
+    """Write the student as a generator checkpoint `generate` loads (EMA as g_ema); a run
+    started from config.init_from records it and that checkpoint's own step."""
     host = jax.tree_util.tree_map(np.asarray, jax.device_get(
         {"g_ema": {"params": state.g_ema, "buffers": state.g["buffers"]}, "g": state.g, "d": state.d}))
+    provenance = {}
+    if setup.config.init_from:
+        provenance = dict(init_from=setup.config.init_from,
+                          init_from_step=checkpoint.read_architecture(setup.config.init_from)[2].get("step"))
     checkpoint.save(os.path.join(workdir, "student"), host, setup.g_cfg, setup.d_cfg, overwrite=True,
-                    step=int(state.step), teacher=setup.config.teacher or None)
+                    step=int(state.step), teacher=setup.config.teacher or None, **provenance)
 
 
 # ---------------------------------------------------------------------------------------

@@ -209,14 +209,15 @@ def test_two_stage_mapping_mimic_fits_the_teacher_mapping(tiny_teacher, tiny_dat
 def test_init_from_starts_g_g_ema_and_d_from_the_checkpoint(tmp_path, tiny_data):
     """Plain training from a checkpoint: the step-0 state holds its g, g_ema and d (three
     different networks here), its architecture replaces config.generator's, the run's data
-    resolution and resume signature follow it, and the EMA does not ramp up again."""
+    resolution and resume signature follow it, the EMA does not ramp up again, and the run's
+    export records where it started."""
     import jax.numpy as jnp
     from stylekd_jax import pipeline
     from stylekd_jax.architecture import DiscriminatorConfig, GeneratorConfig
     from stylekd_jax.config import base_config, validate
     from stylekd_jax.networks import Discriminator
     from stylekd_jax.networks.generator import init_generator
-    from stylekd_jax.train import build, ema_decay, init_state
+    from stylekd_jax.train import build, ema_decay, export_student, init_state
 
     cfg = GeneratorConfig.teacher(16, channel_base=256, channel_max=32, z_dim=16, w_dim=16,
                                   mapping_features=(16, 16))
@@ -226,7 +227,7 @@ def test_init_from_starts_g_g_ema_and_d_from_the_checkpoint(tmp_path, tiny_data)
             "d": Discriminator(d_cfg).init(jax.random.PRNGKey(3), jnp.zeros((1, 16, 16, 3)))}
     nets = jax.tree_util.tree_map(np.asarray, nets)
     path = str(tmp_path / "trained")
-    checkpoint.save(path, nets, cfg, d_cfg)
+    checkpoint.save(path, nets, cfg, d_cfg, step=600)
 
     config = base_config()
     config.update_from_flattened_dict({
@@ -242,6 +243,9 @@ def test_init_from_starts_g_g_ema_and_d_from_the_checkpoint(tmp_path, tiny_data)
     assert pipeline._resolution(config) == 16
     assert pipeline.network_signature(config, None) == {"init_from": cfg.to_dict()}
     assert float(ema_decay(config, jnp.asarray(1))) == pytest.approx(config.ema_decay)
+    export_student(str(tmp_path / "run"), setup, state)   # the export names where it started
+    info = checkpoint.read_architecture(str(tmp_path / "run" / "student"))[2]
+    assert (info["step"], info["init_from"], info["init_from_step"]) == (0, path, 600)
 
 
 @pytest.mark.parametrize("batch, data_devices, expected", [
