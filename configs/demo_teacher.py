@@ -15,10 +15,11 @@ triangles, second shapes and gradient backgrounds are still rare. Tried for 2000
 (2026-12-03), each worse than this config's 0.78: lr 0.005, 0.89; R1 gamma 0.0128 (NVlabs'
 0.0002 res^2 / batch), 0.85. Continued from the shipped export (2026-12-03, `--config.init_from=
 stylekd_jax/assets/demo_teacher`, its G, G_ema and D with fresh Adam): 0.524 / 0.516 after 2000 /
-4000 more steps (8000 / 10 000 in all); from there, 1000 steps with lr 0.0005, R1 gamma 0.0128 or
-D's lr halved each gave 0.54 (one core per run). The FD-VGG of this 64-channel network plateaus
-near 0.52 and moves by about 0.02 between evaluations; a wider one would make the demo's
-distillation, whose student keeps half of the teacher's channels, too slow for its 15 minutes.
+4000 more steps (8000 / 10 000 in all); from there, 1000 more steps gave 0.538 unchanged and
+0.538-0.540 with lr 0.0005, R1 gamma 0.0128 or D's lr halved. The FD-VGG of this 64-channel
+network plateaus near 0.52-0.54, moving by 0.02 between evaluations (the estimate's own noise,
+over z seeds: 0.002); a wider one would make the demo's distillation, whose student keeps half of
+the teacher's channels, too slow for its 15 minutes.
 Data (5000 scenes of procedural.py, seed 0, in WORKDIR/data) and the small-resolution
 settings are configs/demo.py's (`scenes_config`, not the student's tuning); the network, batch,
 learning rate and EMA are set here; the GAN weight (1) and Adam b1 (0) are NVlabs' defaults.
