@@ -331,6 +331,26 @@ def test_an_interrupted_export_leaves_nothing_behind(small_checkpoint, monkeypat
     assert (out / "generator_stylekd.pt").read_bytes() == b"an earlier, verified export"
 
 
+def test_the_staging_folder_of_a_killed_export_is_removed_by_the_next(small_checkpoint):
+    """kill -9 cannot clean up: the next export into the same folder removes what a process that
+    no longer runs left behind, and leaves a running export's folder alone."""
+    import subprocess
+    import sys
+    ckpt, out = small_checkpoint
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    abandoned = out / f".partial-{int(dead.stdout)}-abc123"
+    running = out / f".partial-{os.getpid()}-def456"
+    for folder in (abandoned, running):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"half a model")
+    rc, _, err = run_export(["--checkpoint", ckpt, "--out", out, "--format", "torch"])
+    assert rc == 0, err
+    assert not abandoned.exists() and running.exists()
+    assert sorted(os.listdir(out)) == sorted([running.name, "generator_nvlabs.json", "generator_nvlabs.pt",
+                                              "generator_stylekd.pt"])
+
+
 # ---------------------------------------------------------------------------------------
 # Bad input: one line, exit 2
 

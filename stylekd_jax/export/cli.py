@@ -79,6 +79,28 @@ def _step(label: str, fn, *args):
     return result
 
 
+STAGING_PREFIX = ".partial-"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # another user's process
+        return True
+    return True
+
+
+def _clear_abandoned_staging(out_dir: str) -> None:
+    """Remove the staging folders of exports that were killed (`.partial-PID-*` whose process
+    is gone), so repeated interrupted exports do not pile up hidden copies of the model."""
+    for name in os.listdir(out_dir):
+        pid = name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if name.startswith(STAGING_PREFIX) and pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
+
+
 def _publish(staged: str, out_dir: str) -> str:
     """Move a verified file (or SavedModel folder) from the staging folder to its place in
     out_dir with a rename: the path holds the previous export or this one, never part of one."""
@@ -93,9 +115,9 @@ def export_all(cfg, variables, sig: Signature, formats, precisions, out_dir: str
                batch: int = 1, seeds=(0, 1, 2, 3)) -> list[tuple[str, str]]:
     """Write and verify every requested file; returns [(path, verification line)].
 
-    Each file is written into a hidden staging folder in out_dir (`.partial-*`), run back, and
-    only then renamed into out_dir: an export that fails verification, or is interrupted, never
-    leaves a file (nor replaces an earlier good one) at a path a user would load.
+    Each file is written into a hidden staging folder in out_dir (`.partial-PID-*`), run back,
+    and only then renamed into out_dir: an export that fails verification, or is interrupted,
+    never leaves a file (nor replaces an earlier good one) at a path a user would load.
     """
     from stylekd_jax.export import onnx_format, tf_formats, torch_formats
     os.makedirs(out_dir, exist_ok=True)
@@ -107,7 +129,8 @@ def export_all(cfg, variables, sig: Signature, formats, precisions, out_dir: str
     inputs = example_inputs(cfg, variables, sig, seeds)
     want = reference_images(cfg, variables, sig, seeds)
     done = []
-    staging = tempfile.mkdtemp(prefix=".partial-", dir=out_dir)
+    _clear_abandoned_staging(out_dir)
+    staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir)
 
     def verified(staged, what, got, precision="float32"):
         """Compare, then publish; a failure names the path that was left untouched."""
