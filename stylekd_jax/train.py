@@ -395,16 +395,16 @@ def build(config) -> tuple[Setup, dict, dict, dict]:
             consts["directions"] = jnp.asarray(training_directions(
                 teacher_cfg, teacher_vars, mode=config.loss.ld_directions, ld_layers=config.loss.ld_layers))
     elif config.init_from:
-        g_cfg, _, nets = initial_networks(config.init_from)
-        g_vars = nets["g"] if "g" in nets else nets["g_ema"]
+        g_cfg, stored = initial_networks(config.init_from)
+        g_vars = stored["g"] if "g" in stored else stored["g_ema"]
+        if "d" in stored:
+            d_init = stored["d"]   # D's variables instead of a key
     else:
         g_cfg = generator_config(config.generator)
         g_vars = init_generator(g_cfg, k_g)
     d_cfg = _discriminator_config(config, g_cfg if teacher_cfg is None else teacher_cfg)
     if config.teacher and config.student.discriminator_init == "inherit":
         d_init = inherit_discriminator(config.teacher, d_cfg)   # D's variables instead of a key
-    if config.init_from and "d" in initial_networks(config.init_from)[2]:
-        d_init = initial_networks(config.init_from)[2]["d"]
     lpips = None
     if config.teacher and config.loss.lpips > 0:
         consts["lpips"] = load_lpips_params(config.loss.lpips_weights or None)
@@ -424,18 +424,18 @@ def build(config) -> tuple[Setup, dict, dict, dict]:
 
 @functools.lru_cache(maxsize=1)
 def initial_networks(directory: str):
-    """(generator cfg, D cfg or None, {'g' and/or 'g_ema', maybe 'd': float32 variables}) of
-    config.init_from, read once per run."""
+    """(generator cfg, {'g' and/or 'g_ema', maybe 'd': float32 variables}) of config.init_from,
+    read once per run (`build` and `init_state` both need it)."""
     _, _, info = checkpoint.read_architecture(directory)
     stored = [n for n in ("g", "g_ema", "d") if n in info.get("networks", [])]
     if not {"g", "g_ema"} & set(stored):
         raise ValueError(f"config.init_from: {directory} holds no generator (networks: "
                          f"{info.get('networks', [])})")
-    g_cfg, d_cfg, nets = checkpoint.load(directory, tuple(stored))
+    g_cfg, _, nets = checkpoint.load(directory, tuple(stored))
     nets = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), nets)
     logging.info("init_from %s: %s (D %s)", directory, ", ".join(stored),
                  "stored" if "d" in nets else "random: the checkpoint has none")
-    return g_cfg, d_cfg, nets
+    return g_cfg, nets
 
 
 def generator_config(gc: ml_collections.ConfigDict) -> GeneratorConfig | StyleGAN3Config:
@@ -492,9 +492,8 @@ def init_state(setup: Setup, g_vars, d_init) -> TrainState:
     # Compiled, as init_generator: op by op, D's forward and a copy per array each compile once.
     d_vars = (_copy_arrays(d_init) if isinstance(d_init, dict) else jax.jit(setup.D.init)(d_init, img))
     g_vars = _copy_arrays(g_vars)   # own buffers: the state is donated
-    g_ema = g_vars["params"]
-    if c.init_from and "g_ema" in initial_networks(c.init_from)[2]:
-        g_ema = initial_networks(c.init_from)[2]["g_ema"]["params"]
+    stored = initial_networks(c.init_from)[1] if c.init_from else {}
+    g_ema = stored["g_ema"]["params"] if "g_ema" in stored else g_vars["params"]
     return TrainState(step=jnp.asarray(0, jnp.int32), g=g_vars,
                       g_ema=_copy_arrays(g_ema), d=d_vars,
                       g_opt=jax.jit(setup.g_tx.init)(g_vars["params"]),
