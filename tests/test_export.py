@@ -333,22 +333,26 @@ def test_an_interrupted_export_leaves_nothing_behind(small_checkpoint, monkeypat
 
 def test_the_staging_folder_of_a_killed_export_is_removed_by_the_next(small_checkpoint):
     """kill -9 cannot clean up: the next export into the same folder removes what a process that
-    no longer runs left behind, and leaves a running export's folder alone."""
+    no longer runs on this host left behind, and leaves a running export's folder alone, and
+    another host's (a shared network folder: its process ids mean nothing here)."""
+    import socket
     import subprocess
     import sys
     ckpt, out = small_checkpoint
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
-    abandoned = out / f".partial-{int(dead.stdout)}-abc123"
-    running = out / f".partial-{os.getpid()}-def456"
-    for folder in (abandoned, running):
+    host = socket.gethostname()
+    abandoned = out / f".partial-{int(dead.stdout)}@{host}-abc123"
+    running = out / f".partial-{os.getpid()}@{host}-def456"
+    elsewhere = out / f".partial-{int(dead.stdout)}@{host}-2-ghi789"   # host "<this host>-2"
+    for folder in (abandoned, running, elsewhere):
         folder.mkdir()
         (folder / "model.onnx").write_bytes(b"half a model")
     rc, _, err = run_export(["--checkpoint", ckpt, "--out", out, "--format", "torch"])
     assert rc == 0, err
-    assert not abandoned.exists() and running.exists()
-    assert sorted(os.listdir(out)) == sorted([running.name, "generator_nvlabs.json", "generator_nvlabs.pt",
-                                              "generator_stylekd.pt"])
+    assert not abandoned.exists() and running.exists() and elsewhere.exists()
+    assert sorted(os.listdir(out)) == sorted([running.name, elsewhere.name, "generator_nvlabs.json",
+                                              "generator_nvlabs.pt", "generator_stylekd.pt"])
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ renamed), so a failed or interrupted export never leaves a broken file where a g
 
 import argparse
 import os
+import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -92,12 +94,22 @@ def _running(pid: int) -> bool:
     return True
 
 
+def _staging_owner() -> str:
+    """`PID@HOST` of this process: the staging folder's name says who may clean it up."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())
+    return f"{os.getpid()}@{host}"
+
+
 def _clear_abandoned_staging(out_dir: str) -> None:
-    """Remove the staging folders of exports that were killed (`.partial-PID-*` whose process
-    is gone), so repeated interrupted exports do not pile up hidden copies of the model."""
+    """Remove the staging folders of killed exports (`.partial-PID@HOST-*` of this host whose
+    process is gone), so repeated interrupted exports do not pile up hidden copies of the
+    model. Another host's folder is left alone: its process id means nothing here."""
+    host = _staging_owner().split("@", 1)[1]
     for name in os.listdir(out_dir):
-        pid = name[len(STAGING_PREFIX):].split("-", 1)[0]
-        if name.startswith(STAGING_PREFIX) and pid.isdigit() and not _running(int(pid)):
+        if not name.startswith(STAGING_PREFIX):
+            continue
+        pid, _, rest = name[len(STAGING_PREFIX):].partition("@")
+        if pid.isdigit() and rest.rsplit("-", 1)[0] == host and not _running(int(pid)):
             shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
 
 
@@ -115,7 +127,7 @@ def export_all(cfg, variables, sig: Signature, formats, precisions, out_dir: str
                batch: int = 1, seeds=(0, 1, 2, 3)) -> list[tuple[str, str]]:
     """Write and verify every requested file; returns [(path, verification line)].
 
-    Each file is written into a hidden staging folder in out_dir (`.partial-PID-*`), run back,
+    Each file is written into a hidden staging folder in out_dir (`.partial-PID@HOST-*`), run back,
     and only then renamed into out_dir: an export that fails verification, or is interrupted,
     never leaves a file (nor replaces an earlier good one) at a path a user would load.
     """
@@ -130,7 +142,7 @@ def export_all(cfg, variables, sig: Signature, formats, precisions, out_dir: str
     want = reference_images(cfg, variables, sig, seeds)
     done = []
     _clear_abandoned_staging(out_dir)
-    staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir)
+    staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{_staging_owner()}-", dir=out_dir)
 
     def verified(staged, what, got, precision="float32"):
         """Compare, then publish; a failure names the path that was left untouched."""
