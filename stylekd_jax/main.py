@@ -67,10 +67,14 @@ def main(argv) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     _maybe_initialize_distributed()
     from stylekd_jax import pipeline  # after distributed init: nothing may touch devices before it
+    from stylekd_jax.train import TrainingInterrupted
     try:
         report = pipeline.run(FLAGS.config, FLAGS.workdir)
         if jax.process_index() == 0:
             print(f"report: {report}", flush=True)
+    except TrainingInterrupted as e:   # checkpointed: the shell's usual status for the signal
+        print(e, file=sys.stderr)
+        sys.exit(128 + e.signum)
     except (ValueError, CheckpointNotFoundError, CheckpointSaveError, input_pipeline.DataError,
             FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -17,6 +17,8 @@ PL: Python branches, not lax.cond, which makes XLA:CPU run convolutions ~180x sl
 import argparse
 import functools
 import os
+import signal
+import threading
 import time
 from typing import Any, NamedTuple
 
@@ -570,6 +572,45 @@ def export_student(workdir: str, setup: Setup, state: TrainState) -> None:
 # The loop
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training left on Ctrl-C or SIGTERM after checkpointing the step it had reached."""
+
+    def __init__(self, how: str, step: int, directory):
+        super().__init__(f"stopped by {how} at step {step}: its checkpoint is in {directory}/{step}; "
+                         f"run the same command to resume")
+        self.signum = signal.SIGINT if how == "Ctrl-C" else signal.SIGTERM
+
+
+class StopRequest:
+    """Ctrl-C or SIGTERM (a preemption, `scancel`, `kill`) asks the training loop to checkpoint
+    the step it is on and leave, so no step is lost between periodic checkpoints. A second
+    signal stops at once (the last checkpoint on disk stays the resume point). Single-process
+    runs only: the processes of a multi-process run would have to agree on the step; there the
+    signals keep their default effect."""
+
+    def __init__(self):
+        self.how = None   # "Ctrl-C" or "SIGTERM" once asked
+        self._previous = {}
+
+    def __enter__(self):
+        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(signum) is not signal.SIG_IGN:   # a script's background job ignores SIGINT
+                    self._previous[signum] = signal.signal(signum, self._ask)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _ask(self, signum, frame):
+        if self.how is not None:
+            raise KeyboardInterrupt   # asked twice: stop now
+        self.how = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        print(f"\n{self.how}: saving a checkpoint of the step reached, then stopping ({self.how} "
+              f"again stops at once, losing the steps since the last checkpoint)", flush=True)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     config_lib.validate(config)
     workdir = os.path.abspath(workdir)
@@ -626,61 +667,67 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     log_every = log_interval(config)
     pending = []
     saving = None   # the step whose asynchronous checkpoint write may still be running
-    # Every way out of this loop (an error, a NaN, Ctrl-C) first waits for that write (_stop).
-    try:
-        if start == config.total_steps:   # stopped between its last checkpoint and the export?
-            _export_if_missing(workdir, setup, state, manager)
-        for step in range(start, config.total_steps):
-            real = next(batches)
-            phases = lazy_phases(config, step)
-            if phases not in compiled:
-                names = " + ".join(n for n, on in zip(("R1", "path length"), phases) if on) or "no"
-                print(f"step {step}/{config.total_steps}: compiling the training step with {names} "
-                      f"regularisation (a minute on a CPU, seconds on a GPU/TPU) ...", flush=True)
-                started = time.time()
-                compiled[phases] = step_fn.lower(state, real, consts, *phases).compile()
-                # Processes that finish compiling at different times meet here, not at a collective.
-                sharding.wait_for_all_processes(f"training step {phases} compiled in {workdir}")
-                speed.compiling(time.time() - started)   # not part of steps/s and the ETA
-            state, metrics = compiled[phases](state, real, consts)
-            pending.append(metrics)
-            done = step + 1
-            is_last = done == config.total_steps
-            log_now = done % log_every == 0 or is_last or done % config.checkpoint_every_steps == 0
-            # A failed background write stops the run now, not at the next save: checked every
-            # step once it has ended (one process), and waited for at every log step (the same
-            # steps on all processes).
-            if saving is not None and (log_now or jax.process_count() == 1
-                                       and not manager.is_saving_in_progress()):
+    with StopRequest() as stop:
+        # Every way out of this loop (an error, a NaN, a second Ctrl-C) first waits for that write
+        # (_stop); Ctrl-C or SIGTERM checkpoints the step reached before leaving (StopRequest).
+        try:
+            if start == config.total_steps:   # stopped between its last checkpoint and the export?
+                _export_if_missing(workdir, setup, state, manager)
+            for step in range(start, config.total_steps):
+                if stop.how is not None:   # asked between steps (while compiling or evaluating)
+                    _leave(stop, workdir, setup, state, manager, saving)
+                real = next(batches)
+                phases = lazy_phases(config, step)
+                if phases not in compiled:
+                    names = " + ".join(n for n, on in zip(("R1", "path length"), phases) if on) or "no"
+                    print(f"step {step}/{config.total_steps}: compiling the training step with {names} "
+                          f"regularisation (a minute on a CPU, seconds on a GPU/TPU) ...", flush=True)
+                    started = time.time()
+                    compiled[phases] = step_fn.lower(state, real, consts, *phases).compile()
+                    # Processes that finish compiling at different times meet here, not at a collective.
+                    sharding.wait_for_all_processes(f"training step {phases} compiled in {workdir}")
+                    speed.compiling(time.time() - started)   # not part of steps/s and the ETA
+                state, metrics = compiled[phases](state, real, consts)
+                pending.append(metrics)
+                done = step + 1
+                is_last = done == config.total_steps
+                log_now = done % log_every == 0 or is_last or done % config.checkpoint_every_steps == 0
+                # A failed background write stops the run now, not at the next save: checked every
+                # step once it has ended (one process), and waited for at every log step (the same
+                # steps on all processes).
+                if saving is not None and (log_now or jax.process_count() == 1
+                                           and not manager.is_saving_in_progress()):
+                    saving = _finish_save(manager, saving)
+                if log_now:
+                    _check_finite(pending, done)
+                    host = jax.device_get(pending)
+                    summary = {k: float(np.nanmean([m[k] for m in host])) for k in host[-1]
+                               if k != "finite" and not np.all(np.isnan([m[k] for m in host]))}
+                    if is_main:
+                        summary.update(speed.measure(done))
+                    writer.write_scalars(done, summary)
+                    pending = []
+                if done % config.sample_every_steps == 0 or is_last:
+                    teacher_img, student_img = sampler({"params": state.g_ema, "buffers": state.g["buffers"]},
+                                                       consts.get("teacher"), sample_z)
+                    grid = sample_grid(teacher_img, student_img)
+                    writer.write_images(done, {"samples/teacher_over_student": grid[None]})
+                    if is_main:
+                        os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+                        images.save_png(os.path.join(workdir, "samples", f"{done:07d}.png"), grid)
+                if done % config.checkpoint_every_steps == 0 or is_last:
+                    saving = _start_save(manager, done, state)   # async: training goes on
+                    _export(workdir, setup, state, manager)
+                periodic = config.eval.every_steps and done % config.eval.every_steps == 0
+                if config.eval.metrics and (periodic or is_last):
+                    metrics = config.eval.metrics if is_last else config.eval.every_metrics or config.eval.metrics
+                    writer.write_scalars(done, run_evaluation(setup, state, consts, config, metrics))
+            if saving is not None:
                 saving = _finish_save(manager, saving)
-            if log_now:
-                _check_finite(pending, done)
-                host = jax.device_get(pending)
-                summary = {k: float(np.nanmean([m[k] for m in host])) for k in host[-1]
-                           if k != "finite" and not np.all(np.isnan([m[k] for m in host]))}
-                if is_main:
-                    summary.update(speed.measure(done))
-                writer.write_scalars(done, summary)
-                pending = []
-            if done % config.sample_every_steps == 0 or is_last:
-                teacher_img, student_img = sampler({"params": state.g_ema, "buffers": state.g["buffers"]},
-                                                   consts.get("teacher"), sample_z)
-                grid = sample_grid(teacher_img, student_img)
-                writer.write_images(done, {"samples/teacher_over_student": grid[None]})
-                if is_main:
-                    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-                    images.save_png(os.path.join(workdir, "samples", f"{done:07d}.png"), grid)
-            if done % config.checkpoint_every_steps == 0 or is_last:
-                saving = _start_save(manager, done, state)   # async: training goes on
-                _export(workdir, setup, state, manager)
-            periodic = config.eval.every_steps and done % config.eval.every_steps == 0
-            if config.eval.metrics and (periodic or is_last):
-                metrics = config.eval.metrics if is_last else config.eval.every_metrics or config.eval.metrics
-                writer.write_scalars(done, run_evaluation(setup, state, consts, config, metrics))
-        if saving is not None:
-            saving = _finish_save(manager, saving)
-    except BaseException as error:
-        _stop(error, manager, writer)
+            if stop.how is not None:   # asked during the last step: its checkpoint is written
+                _leave(stop, workdir, setup, state, manager, saving)
+        except BaseException as error:
+            _stop(error, manager, writer)
     writer.close()
     manager.close()
     return state
@@ -789,6 +836,18 @@ def _export_if_missing(workdir: str, setup: Setup, state: TrainState, manager) -
     sharding.wait_for_all_processes(f"export of {workdir} checked")   # nobody writes before all looked
     if needed:
         _export(workdir, setup, state, manager)
+
+
+def _leave(stop: StopRequest, workdir: str, setup: Setup, state: TrainState, manager, saving) -> None:
+    """Checkpoint and export the step reached (unless its checkpoint is written already), then
+    raise TrainingInterrupted: what Ctrl-C or SIGTERM asked for (StopRequest)."""
+    step = int(state.step)
+    if saving is not None:
+        _finish_save(manager, saving)
+    if manager.latest_step() != step:
+        _finish_save(manager, _start_save(manager, step, state))
+        _export(workdir, setup, state, manager)
+    raise TrainingInterrupted(stop.how, step, manager.directory)
 
 
 def _stop(error: BaseException, manager, writer) -> None:

@@ -1,7 +1,9 @@
 """The trainer end to end on a tiny teacher: learning, resuming, sharding, several processes."""
 
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -172,6 +174,36 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_teache
     assert "non-finite loss at step 3" in result.stderr
     assert f"checkpoint of step 2 ({tmp_path}/checkpoints/2) is on disk" in result.stderr
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
+
+
+@pytest.mark.parametrize("how, signum", [("Ctrl-C", signal.SIGINT), ("SIGTERM", signal.SIGTERM)])
+def test_ctrl_c_or_sigterm_checkpoints_the_step_reached(tmp_path, tiny_teacher, tiny_data, two_step_run,
+                                                        how, signum):
+    """Stopped far from a periodic checkpoint (a preemption, scancel, Ctrl-C), a run saves and
+    exports the step it reached before leaving, with the shell's status for the signal."""
+    run = tmp_path / "run"
+    shutil.copytree(two_step_run, run)
+    cmd = [sys.executable, "-m", "stylekd_jax.main", "--config", CONFIG, "--workdir", str(run)]
+    cmd += as_flags(tiny_overrides(tiny_teacher, tiny_data, total_steps=10_000, log_every_steps=1,
+                                   checkpoint_every_steps=10_000, sample_every_steps=10_000))
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, **EIGHT_DEVICES), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in proc.stdout:   # the progress lines: "step N/10000 (0%): ..."
+        seen.append(line)
+        progress = re.match(r"step (\d+)/10000 \(", line)
+        if progress and int(progress.group(1)) >= 4:
+            break
+    proc.send_signal(signum)
+    output = "".join(seen) + proc.communicate(timeout=600)[0]
+    assert proc.returncode == 128 + signum, output[-3000:]
+    stopped = re.search(rf"stopped by {how} at step (\d+): its checkpoint is in {run}/checkpoints/(\d+); "
+                        r"run the same command to resume", output)
+    assert stopped and stopped.group(1) == stopped.group(2), output[-3000:]
+    step = int(stopped.group(1))
+    assert 4 <= step < 10_000
+    assert sorted(os.listdir(run / "checkpoints"), key=int) == ["2", str(step)]
+    assert checkpoint.is_complete(str(run / "student"), step=step)
 
 
 def test_two_stage_mapping_mimic_fits_the_teacher_mapping(tiny_teacher, tiny_data):
