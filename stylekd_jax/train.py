@@ -595,7 +595,8 @@ class StopRequest:
     def __enter__(self):
         if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(signum) is not signal.SIG_IGN:   # a script's background job ignores SIGINT
+                # A script's background job starts with SIGINT ignored: it stays so.
+                if signal.getsignal(signum) is not signal.SIG_IGN:
                     self._previous[signum] = signal.signal(signum, self._ask)
         return self
 

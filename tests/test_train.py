@@ -197,8 +197,8 @@ def test_ctrl_c_or_sigterm_checkpoints_the_step_reached(tmp_path, tiny_teacher, 
     proc.send_signal(signum)
     output = "".join(seen) + proc.communicate(timeout=600)[0]
     assert proc.returncode == 128 + signum, output[-3000:]
-    stopped = re.search(rf"stopped by {how} at step (\d+): its checkpoint is in {run}/checkpoints/(\d+); "
-                        r"run the same command to resume", output)
+    stopped = re.search(rf"stopped by {how} at step (\d+): its checkpoint is in "
+                        rf"{re.escape(str(run))}/checkpoints/(\d+); run the same command to resume", output)
     assert stopped and stopped.group(1) == stopped.group(2), output[-3000:]
     step = int(stopped.group(1))
     assert 4 <= step < 10_000
