@@ -721,7 +721,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                     _export(workdir, setup, state, manager)
                 periodic = config.eval.every_steps and done % config.eval.every_steps == 0
                 if config.eval.metrics and (periodic or is_last):
-                    metrics = config.eval.metrics if is_last else config.eval.every_metrics or config.eval.metrics
+                    metrics = (config.eval.metrics if is_last
+                               else config.eval.every_metrics or config.eval.metrics)
                     writer.write_scalars(done, run_evaluation(setup, state, consts, config, metrics))
             if saving is not None:
                 saving = _finish_save(manager, saving)
