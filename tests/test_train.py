@@ -183,19 +183,27 @@ def test_ctrl_c_or_sigterm_checkpoints_the_step_reached(tmp_path, tiny_teacher, 
     exports the step it reached before leaving, with the shell's status for the signal."""
     run = tmp_path / "run"
     shutil.copytree(two_step_run, run)
-    cmd = [sys.executable, "-m", "stylekd_jax.main", "--config", CONFIG, "--workdir", str(run)]
+    # SIGINT as a terminal delivers it, also where the tests run with SIGINT ignored (a background
+    # job, which the trainer respects): the command starts with its default action restored.
+    default_sigint = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                      "os.execv(sys.executable, [sys.executable] + sys.argv[1:])")
+    cmd = [sys.executable, "-c", default_sigint, "-m", "stylekd_jax.main", "--config", CONFIG,
+           "--workdir", str(run)]
     cmd += as_flags(tiny_overrides(tiny_teacher, tiny_data, total_steps=10_000, log_every_steps=1,
                                    checkpoint_every_steps=10_000, sample_every_steps=10_000))
     proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, **EIGHT_DEVICES), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    seen = []
-    for line in proc.stdout:   # the progress lines: "step N/10000 (0%): ..."
-        seen.append(line)
-        progress = re.match(r"step (\d+)/10000 \(", line)
-        if progress and int(progress.group(1)) >= 4:
-            break
-    proc.send_signal(signum)
-    output = "".join(seen) + proc.communicate(timeout=600)[0]
+    try:
+        seen = []
+        for line in proc.stdout:   # the progress lines: "step N/10000 (0%): ..."
+            seen.append(line)
+            progress = re.match(r"step (\d+)/10000 \(", line)
+            if progress and int(progress.group(1)) >= 4:
+                break
+        proc.send_signal(signum)
+        output = "".join(seen) + proc.communicate(timeout=600)[0]
+    finally:
+        proc.kill()   # no-op once it has exited
     assert proc.returncode == 128 + signum, output[-3000:]
     stopped = re.search(rf"stopped by {how} at step (\d+): its checkpoint is in "
                         rf"{re.escape(str(run))}/checkpoints/(\d+); run the same command to resume", output)
