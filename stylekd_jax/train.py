@@ -572,13 +572,17 @@ def export_student(workdir: str, setup: Setup, state: TrainState) -> None:
 # The loop
 
 
+def signal_name(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Training left on Ctrl-C or SIGTERM after checkpointing the step it had reached."""
 
-    def __init__(self, how: str, step: int, directory):
-        super().__init__(f"stopped by {how} at step {step}: its checkpoint is in {directory}/{step}; "
-                         f"run the same command to resume")
-        self.signum = signal.SIGINT if how == "Ctrl-C" else signal.SIGTERM
+    def __init__(self, signum: int, step: int, directory):
+        super().__init__(f"stopped by {signal_name(signum)} at step {step}: its checkpoint is in "
+                         f"{directory}/{step}; run the same command to resume")
+        self.signum = signum
 
 
 class StopRequest:
@@ -589,7 +593,7 @@ class StopRequest:
     signals keep their default effect."""
 
     def __init__(self):
-        self.how = None   # "Ctrl-C" or "SIGTERM" once asked
+        self.signum = None   # SIGINT or SIGTERM once asked
         self._previous = {}
 
     def __enter__(self):
@@ -605,11 +609,12 @@ class StopRequest:
             signal.signal(signum, handler)
 
     def _ask(self, signum, frame):
-        if self.how is not None:
+        if self.signum is not None:
             raise KeyboardInterrupt   # asked twice: stop now
-        self.how = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-        print(f"\n{self.how}: saving a checkpoint of the step reached, then stopping ({self.how} "
-              f"again stops at once, losing the steps since the last checkpoint)", flush=True)
+        self.signum = signum
+        how = signal_name(signum)
+        print(f"\n{how}: saving a checkpoint of the step reached, then stopping ({how} again stops "
+              f"at once, losing the steps since the last checkpoint)", flush=True)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -675,7 +680,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             if start == config.total_steps:   # stopped between its last checkpoint and the export?
                 _export_if_missing(workdir, setup, state, manager)
             for step in range(start, config.total_steps):
-                if stop.how is not None:   # asked between steps (while compiling or evaluating)
+                if stop.signum is not None:   # asked between steps (while compiling or evaluating)
                     _leave(stop, workdir, setup, state, manager, saving)
                 real = next(batches)
                 phases = lazy_phases(config, step)
@@ -726,7 +731,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                     writer.write_scalars(done, run_evaluation(setup, state, consts, config, metrics))
             if saving is not None:
                 saving = _finish_save(manager, saving)
-            if stop.how is not None:   # asked during the last step: its checkpoint is written
+            if stop.signum is not None:   # asked during the last step: its checkpoint is written
                 _leave(stop, workdir, setup, state, manager, saving)
         except BaseException as error:
             _stop(error, manager, writer)
@@ -849,7 +854,7 @@ def _leave(stop: StopRequest, workdir: str, setup: Setup, state: TrainState, man
     if manager.latest_step() != step:
         _finish_save(manager, _start_save(manager, step, state))
         _export(workdir, setup, state, manager)
-    raise TrainingInterrupted(stop.how, step, manager.directory)
+    raise TrainingInterrupted(stop.signum, step, manager.directory)
 
 
 def _stop(error: BaseException, manager, writer) -> None:

@@ -94,17 +94,17 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _staging_owner() -> str:
-    """`PID@HOST` of this process: the staging folder's name says who may clean it up."""
-    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())
-    return f"{os.getpid()}@{host}"
+def _host() -> str:
+    """This machine's name as a staging folder's name holds it (`.partial-PID@HOST-*`: who may
+    clean it up)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())
 
 
 def _clear_abandoned_staging(out_dir: str) -> None:
     """Remove the staging folders of killed exports (`.partial-PID@HOST-*` of this host whose
     process is gone), so repeated interrupted exports do not pile up hidden copies of the
     model. Another host's folder is left alone: its process id means nothing here."""
-    host = _staging_owner().split("@", 1)[1]
+    host = _host()
     for name in os.listdir(out_dir):
         if not name.startswith(STAGING_PREFIX):
             continue
@@ -142,7 +142,7 @@ def export_all(cfg, variables, sig: Signature, formats, precisions, out_dir: str
     want = reference_images(cfg, variables, sig, seeds)
     done = []
     _clear_abandoned_staging(out_dir)
-    staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{_staging_owner()}-", dir=out_dir)
+    staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}@{_host()}-", dir=out_dir)
 
     def verified(staged, what, got, precision="float32"):
         """Compare, then publish; a failure names the path that was left untouched."""
